@@ -1,0 +1,89 @@
+"""Group commit: many concurrent callers, one store transaction.
+
+Callers `await batcher.submit(item)`; a single flusher task hands everything that
+queued up while the previous flush ran to one call of the batch function, then
+resolves each caller with its own result. Under light load a batch is one item and
+the latency is one transaction; under heavy load batches grow by themselves, which
+is what lets a durable gateway keep up without a timer-based linger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batcher(Generic[T, R]):
+    def __init__(
+        self,
+        flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int = 500,
+        name: str = "batcher",
+    ) -> None:
+        self._flush = flush
+        self._max_batch = max_batch
+        self._name = name
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def submit(self, item: T) -> R:
+        """Queue `item` for the next flush and wait for its result (or exception)."""
+        if self._closing:
+            raise RuntimeError(f"{self._name} is closed")
+        self.start()
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        self._wakeup.set()
+        return await future
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def close(self) -> None:
+        """Flush what is queued, then stop."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._flush_batch(batch)
+            if self._closing:
+                return
+
+    async def _flush_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            results = await self._flush([item for item, _ in batch])
+        except Exception as exc:  # the whole batch failed: every caller learns why
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        if len(results) != len(batch):
+            error = RuntimeError(f"{self._name}: {len(results)} results for {len(batch)} items")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
