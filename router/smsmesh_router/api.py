@@ -1,0 +1,270 @@
+"""The JSON HTTP API applications call: send a message, read its status and timeline.
+
+`POST /v1/messages` answers 202 only after the message is durable in the store (group
+committed with its neighbours by a `Batcher`), so "accepted" always means "will reach
+a final, reported state".
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from smsmesh.addresses import AddressError, classify_sender, parse_destination
+from smsmesh.batching import Batcher
+from smsmesh.model import (
+    AcceptResult,
+    MessageRecord,
+    NewMessage,
+    Priority,
+    new_message_id,
+)
+from smsmesh.smpp.text import TextEncodingError, choose_encoding, count_segments
+from smsmesh.store import Store
+from smsmesh_router.config import AppConfig, RouterConfig
+from smsmesh_router.errors import ApiError
+from smsmesh_router.health import HealthView
+from smsmesh_router.routing import Decision, RoutingInput
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_IDEMPOTENCY_KEY = 255
+
+
+class SendRequest(BaseModel):
+    """Body of `POST /v1/messages`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    to: Annotated[str, Field(min_length=1, max_length=32)]
+    sender: Annotated[str | None, Field(alias="from", max_length=32)] = None
+    text: str
+    callback_url: Annotated[str | None, Field(max_length=2048, pattern=r"^https?://")] = None
+    client_ref: Annotated[str | None, Field(max_length=128)] = None
+    priority: Literal["bulk", "normal", "high"] = "normal"
+    validity_seconds: Annotated[int | None, Field(ge=60, le=7 * 86400)] = None
+
+
+_PRIORITIES = {"bulk": Priority.BULK, "normal": Priority.NORMAL, "high": Priority.HIGH}
+
+
+def _validation_error(exc: ValidationError) -> ApiError:
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "body"
+    if first["type"] == "extra_forbidden":
+        return ApiError(400, "unknown_field", f"unknown field {field!r}")
+    if first["type"] == "missing":
+        return ApiError(400, "missing_field", f"field {field!r} is required")
+    if first["type"] == "json_invalid":
+        return ApiError(400, "invalid_json", "the body is not valid JSON")
+    return ApiError(400, "invalid_field", f"{field}: {first['msg']}", {"field": field})
+
+
+def message_json(record: MessageRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "status": record.status.value,
+        "to": record.destination,
+        "from": record.source,
+        "client_ref": record.client_ref,
+        "route": record.route,
+        "connection": record.connection,
+        "targets": list(record.targets),
+        "priority": record.priority.name.lower(),
+        "segments": record.segments,
+        "attempts": record.attempts,
+        "smsc_message_ids": list(record.smsc_message_ids),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "expires_at": record.expires_at,
+        "events": [
+            {
+                "at": e.at,
+                "kind": e.kind,
+                **({"status": e.status.value} if e.status else {}),
+                **({"connection": e.connection} if e.connection else {}),
+                **({"detail": e.detail} if e.detail else {}),
+            }
+            for e in record.events
+        ],
+    }
+
+
+class MessagesApi:
+    def __init__(
+        self,
+        store: Store,
+        config: RouterConfig,
+        health: HealthView,
+        accept_batcher: Batcher[NewMessage, AcceptResult],
+    ) -> None:
+        self.store = store
+        self.config = config  # replaced whole on reload; read once per request
+        self.health = health
+        self.batcher = accept_batcher
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/messages", self.send),
+            web.get("/v1/messages/{id}", self.get),
+            web.post("/v1/routes:explain", self.explain),
+        ]
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def authenticate(self, request: web.Request, config: RouterConfig) -> AppConfig:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <api key>'")
+        app = config.application_for_key(token.strip())
+        if app is None:
+            raise ApiError(401, "unauthorized", "unknown API key")
+        return app
+
+    async def _parse(self, request: web.Request) -> SendRequest:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise ApiError(413, "request_too_large", f"body over {MAX_BODY_BYTES} bytes")
+        body = await request.read()
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, "request_too_large", f"body over {MAX_BODY_BYTES} bytes")
+        try:
+            return SendRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+
+    def _plan(
+        self, app: AppConfig, config: RouterConfig, req: SendRequest
+    ) -> tuple[str, str, str, int, RoutingInput]:
+        """Validate addresses and text; return (destination, sender, encoding, segments, input)."""
+        try:
+            destination = parse_destination(req.to)
+        except AddressError as exc:
+            raise ApiError(400, exc.code, exc.message, {"field": "to"}) from None
+        raw_sender = req.sender or app.default_sender
+        if not raw_sender:
+            raise ApiError(400, "missing_field", "field 'from' is required (no default sender)")
+        try:
+            sender = classify_sender(raw_sender)
+        except AddressError as exc:
+            raise ApiError(400, exc.code, exc.message, {"field": "from"}) from None
+        if not app.sender_allowed(sender.value):
+            raise ApiError(
+                403, "sender_not_allowed", f"application may not send as {sender.value!r}"
+            )
+        if not req.text:
+            raise ApiError(400, "empty_text", "text must not be empty")
+        try:
+            encoding = choose_encoding(req.text)
+            segments = count_segments(req.text, encoding)
+        except TextEncodingError as exc:
+            raise ApiError(400, "invalid_text", str(exc)) from None
+        except ValueError as exc:  # more parts than a concatenated SMS can carry
+            raise ApiError(400, "text_too_long", str(exc)) from None
+        if segments > config.max_segments:
+            raise ApiError(
+                400,
+                "text_too_long",
+                f"text needs {segments} SMS parts; the limit is {config.max_segments}",
+                {"segments": segments, "max_segments": config.max_segments},
+            )
+        routing_input = RoutingInput(
+            destination=destination.e164,
+            region=destination.region,
+            sender=sender.value,
+            application=app.name,
+            priority=req.priority,
+        )
+        return destination.e164, sender.value, encoding.value, segments, routing_input
+
+    # -- handlers ---------------------------------------------------------------------
+
+    async def send(self, request: web.Request) -> web.Response:
+        config = self.config
+        app = self.authenticate(request, config)
+        idempotency_key = request.headers.get("Idempotency-Key")
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise ApiError(
+                400, "invalid_idempotency_key", f"1 to {MAX_IDEMPOTENCY_KEY} characters"
+            )
+        req = await self._parse(request)
+        destination, sender, encoding, segments, routing_input = self._plan(app, config, req)
+        decision = config.routing.decide(routing_input, await self.health.current())
+        if decision.route is None or not decision.targets:
+            raise ApiError(
+                422, "no_route", "no SmsRoute matches this message", {"to": destination}
+            )
+        now = time.time()
+        validity = req.validity_seconds or app.default_validity_seconds
+        message = NewMessage(
+            id=new_message_id(),
+            application=app.name,
+            source=sender,
+            destination=destination,
+            text=req.text,
+            route=decision.route,
+            targets=tuple(decision.targets),
+            expires_at=now + validity,
+            created_at=now,
+            priority=_PRIORITIES[req.priority],
+            segments=segments,
+            client_ref=req.client_ref,
+            callback_url=req.callback_url or app.callback_url,
+            idempotency_key=idempotency_key,
+            trace_context=_trace_headers(request),
+        )
+        result = await self.batcher.submit(message)
+        body = {
+            "id": result.message_id,
+            "status": "accepted",
+            "route": decision.route,
+            "segments": segments,
+            "encoding": encoding,
+        }
+        headers = {"Location": f"/v1/messages/{result.message_id}"}
+        if result.duplicate:
+            headers["Idempotent-Replayed"] = "true"
+        return web.json_response(body, status=202, headers=headers)
+
+    async def get(self, request: web.Request) -> web.Response:
+        app = self.authenticate(request, self.config)
+        record = await self.store.get_message(request.match_info["id"], app.name)
+        if record is None:
+            raise ApiError(404, "not_found", "no such message for this application")
+        return web.json_response(message_json(record))
+
+    async def explain(self, request: web.Request) -> web.Response:
+        """Which route and targets a message would take, and why; nothing is sent."""
+        config = self.config
+        app = self.authenticate(request, config)
+        req = await self._parse(request)
+        destination, sender, encoding, segments, routing_input = self._plan(app, config, req)
+        decision = config.routing.decide(routing_input, await self.health.current())
+        return web.json_response(
+            {
+                "to": destination,
+                "from": sender,
+                "encoding": encoding,
+                "segments": segments,
+                **_decision_json(decision),
+            }
+        )
+
+
+def _decision_json(decision: Decision) -> dict[str, Any]:
+    return {
+        "route": decision.route,
+        "targets": list(decision.targets),
+        "explanation": decision.explanation_json(),
+    }
+
+
+def _trace_headers(request: web.Request) -> dict[str, str]:
+    out = {}
+    for name in ("traceparent", "tracestate"):
+        value = request.headers.get(name)
+        if value and len(value) <= 512:
+            out[name] = value
+    return out

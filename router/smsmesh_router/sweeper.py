@@ -1,0 +1,51 @@
+"""Expiry sweeper: ends messages whose validity passed while nobody could send them.
+
+Connectors skip expired messages when they claim work, but a message queued on a
+connection whose connector is gone would wait forever; the sweeper guarantees that
+every accepted message reaches a final, reported state. Several router replicas may
+sweep at once: `Store.expire` is an idempotent, transactional update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from smsmesh.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class ExpirySweeper:
+    def __init__(self, store: Store, interval: float = 5.0, receipt_grace: float = 3600.0) -> None:
+        self._store = store
+        self._interval = interval
+        self._receipt_grace = receipt_grace
+        self._task: asyncio.Task[None] | None = None
+        self.expired_total = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="expiry-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def sweep(self) -> int:
+        expired = await self._store.expire(time.time(), self._receipt_grace)
+        if expired:
+            log.info("expired %d messages past their validity", expired)
+        self.expired_total += expired
+        return expired
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("expiry sweep failed; will retry")
+            await asyncio.sleep(self._interval)

@@ -1,0 +1,127 @@
+"""Webhook dispatcher: delivers the store's outbox of receipts and MO messages to applications.
+
+Jobs are leased from the store, so any number of router replicas can run a dispatcher
+side by side and a dispatcher that dies mid-request loses nothing: its lease runs out
+and another one sends the job again (receivers get at-least-once delivery and can
+de-duplicate on the `X-Smsmesh-Delivery` header). Failures back off exponentially with
+jitter and give up after `max_attempts`, recording why on the message's timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from smsmesh.model import WebhookJob
+from smsmesh.store import Store
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "smsmesh-webhooks/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookPolicy:
+    request_timeout: float = 10.0
+    max_attempts: int = 10
+    base_delay: float = 1.0
+    max_delay: float = 600.0
+    lease: float = 60.0
+    batch: int = 64
+    idle_poll: float = 0.2
+
+
+def retry_delay(policy: WebhookPolicy, failed_attempts: int) -> float:
+    """Exponential backoff with full jitter, capped: attempt n waits up to base * 2**(n-1)."""
+    ceiling = min(policy.max_delay, policy.base_delay * (2 ** max(0, failed_attempts - 1)))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def is_permanent(status: int) -> bool:
+    """A receiver that answers 410 Gone asks us to stop; everything else is worth retrying."""
+    return status == 410
+
+
+class WebhookDispatcher:
+    def __init__(self, store: Store, policy: WebhookPolicy | None = None) -> None:
+        self._store = store
+        self._policy = policy or WebhookPolicy()
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self.delivered = 0
+        self.failed_attempts = 0
+
+    async def start(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self._policy.request_timeout)
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, headers={"User-Agent": USER_AGENT}
+        )
+        self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                jobs = await self._store.claim_webhooks(
+                    self._policy.batch, time.time(), self._policy.lease
+                )
+            except Exception:
+                log.exception("claiming webhook jobs failed; retrying")
+                jobs = []
+            if not jobs:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._policy.idle_poll)
+                continue
+            await asyncio.gather(*(self._deliver(job) for job in jobs))
+
+    async def _deliver(self, job: WebhookJob) -> None:
+        assert self._session is not None
+        error: str | None = None
+        status = 0
+        try:
+            async with self._session.post(
+                job.url,
+                json=job.payload,
+                headers={
+                    "X-Smsmesh-Event": job.kind.value,
+                    "X-Smsmesh-Delivery": str(job.id),
+                    **{k: v for k, v in job.trace_context.items() if k == "traceparent"},
+                },
+            ) as response:
+                status = response.status
+                await response.read()
+                if 200 <= status < 300:
+                    await self._store.complete_webhook(job.id, True, time.time(), None, None)
+                    self.delivered += 1
+                    return
+                error = f"HTTP {status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self.failed_attempts += 1
+        attempts = job.attempts + 1
+        give_up = attempts >= self._policy.max_attempts or is_permanent(status)
+        retry_at = None if give_up else time.time() + retry_delay(self._policy, attempts)
+        log.warning(
+            "webhook %s for message %s failed (attempt %d): %s%s",
+            job.id,
+            job.message_id,
+            attempts,
+            error,
+            "; giving up" if give_up else "",
+        )
+        await self._store.complete_webhook(job.id, False, time.time(), retry_at, error)

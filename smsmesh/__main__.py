@@ -1,0 +1,3 @@
+from smsmesh.cli import main
+
+raise SystemExit(main())
