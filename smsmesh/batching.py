@@ -10,6 +10,7 @@ is what lets a durable gateway keep up without a timer-based linger.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -87,3 +88,82 @@ class Batcher(Generic[T, R]):
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+
+class WriteBehind(Generic[T]):
+    """Fire-and-forget batching for facts that must reach the store eventually.
+
+    `put` never blocks the caller (a submit_sm_resp handler, say); a flusher writes
+    everything queued in one call and, if the store is unavailable, keeps the items and
+    retries with capped backoff instead of dropping them. `drain()` waits until all
+    queued items are written (used on graceful shutdown).
+    """
+
+    def __init__(
+        self,
+        flush: Callable[[Sequence[T]], Awaitable[object]],
+        *,
+        max_batch: int = 1000,
+        name: str = "write-behind",
+        retry_initial: float = 0.05,
+        retry_max: float = 5.0,
+    ) -> None:
+        self._flush = flush
+        self._max_batch = max_batch
+        self._name = name
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._pending: list[T] = []
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.failures = 0
+
+    def put(self, item: T) -> None:
+        self._pending.append(item)
+        self._idle.clear()
+        self._wakeup.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=self._name)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def drain(self) -> None:
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = self._retry_initial
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                try:
+                    await self._flush(batch)
+                except Exception:
+                    self.failures += 1
+                    logging.getLogger(__name__).exception(
+                        "%s: writing %d items failed; retrying in %.2f s",
+                        self._name,
+                        len(batch),
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(self._retry_max, delay * 2)
+                    continue
+                delay = self._retry_initial
+                del self._pending[: len(batch)]
+            self._idle.set()
+            if self._closing:
+                return
