@@ -110,8 +110,8 @@ def _parse(text: str, region: str | None) -> PhoneNumber:
             raise AddressError(
                 "invalid_country_code", f"{text!r} does not start with a known country code"
             ) from None
-        if exc.error_type == NumberParseException.NOT_A_NUMBER:
-            raise AddressError("invalid_number", f"{text!r} is not a phone number") from None
+        # The characters were checked before, so phonenumbers' other complaints
+        # (NOT_A_NUMBER included) are about the number of digits.
         raise AddressError(
             "not_a_possible_number", f"{text!r} is too short or too long for a phone number"
         ) from None
@@ -232,6 +232,8 @@ class Sender:
 
 
 def _known_country_code(digits: str) -> bool:
+    if digits.startswith("0"):
+        return False
     return any(
         int(digits[:n]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
         for n in (1, 2, 3)

@@ -152,7 +152,10 @@ class _Route:
     @classmethod
     def from_resource(cls, route: SmsRoute) -> _Route:
         match = route.spec.match
-        prefixes = sorted({_normalize_prefix(p) for p in match.destination_prefixes}, key=len)
+        prefixes = sorted(
+            {_normalize_prefix(p) for p in match.destination_prefixes},
+            key=lambda p: (-len(p), p),
+        )
         globs = tuple(dict.fromkeys(normalize_sender_glob(g) for g in match.senders))
         sender_re = (
             re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)) if globs else None
@@ -161,7 +164,7 @@ class _Route:
         return cls(
             name=route.metadata.name,
             priority=route.spec.priority,
-            prefixes=tuple(reversed(prefixes)),
+            prefixes=tuple(prefixes),
             countries=frozenset(c.upper() for c in match.countries),
             sender_globs=globs,
             sender_re=sender_re,
@@ -204,7 +207,7 @@ class _Route:
             else:
                 ok = False
                 reasons.append(
-                    f"destination matches none of prefixes {_listed(reversed(self.prefixes))}"
+                    f"destination matches none of prefixes {_listed(sorted(self.prefixes))}"
                 )
         if self.countries:
             listed = _listed(sorted(self.countries))

@@ -861,7 +861,10 @@ class SmsApplicationSpec(_Wire):
         if value is None:
             return value
         try:
-            return classify_sender(value).value
+            # Kept as written: "+6834002" must stay international, its digits alone
+            # would read as a short code.
+            classify_sender(value)
+            return value.strip()
         except AddressError as exc:
             raise ValueError(exc.message) from None
 
@@ -871,7 +874,10 @@ class SmsApplicationSpec(_Wire):
         if (
             self.default_sender
             and self.allowed_senders
-            and not any(fnmatchcase(self.default_sender, g) for g in self.allowed_senders)
+            and not any(
+                fnmatchcase(classify_sender(self.default_sender).value, g)
+                for g in self.allowed_senders
+            )
         ):
             raise ValueError(
                 f"defaultSender {self.default_sender!r} is not in allowedSenders "
