@@ -178,6 +178,8 @@ class InboundMessage:
     received_at: float
     application: str | None  # whose webhook gets it; None if no application claims it
     trace_context: dict[str, str] = field(default_factory=dict)
+    # The application's MO webhook URL; the store queues a message.inbound job only when set.
+    webhook_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,7 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def wait_for_work(self, connection: str, timeout: float) -> bool:
+    async def wait_for_work(self, connection: str, timeout: float) -> bool:  # noqa: ASYNC109
         """Return when work for `connection` may have arrived (True) or after `timeout` (False).
 
         A wake-up is a hint, not a promise: the caller always claims afterwards. A

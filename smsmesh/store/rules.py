@@ -1,0 +1,151 @@
+"""Backend-independent rules of a message's life, shared by every `Store` implementation.
+
+The SQL differs between SQLite and PostgreSQL; what a message's status becomes, how a
+receipt is matched to a part and what a webhook carries must not. Keeping these rules
+here, as pure functions, is what lets both backends pass one conformance suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+from smsmesh.model import MessageStatus, ReceiptState
+from smsmesh.smpp.receipt import id_candidates
+
+
+class State(StrEnum):
+    """A message's internal state; final states share their value with `MessageStatus`."""
+
+    QUEUED = "queued"  # waiting for a claim on `connection`
+    DISPATCHING = "dispatching"  # claimed by a connector, outcome not yet reported
+    SUBMITTED = "submitted"  # every part accepted by the SMSC, waiting for receipts
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+def public_status(state: str) -> MessageStatus:
+    """The `MessageStatus` an API client sees for an internal state."""
+    if state in (State.QUEUED, State.DISPATCHING):
+        return MessageStatus.ACCEPTED
+    return MessageStatus(state)
+
+
+def canonical_smsc_id(smsc_id: str) -> str:
+    """The form a part's smsc id is stored under (stripped, lower case)."""
+    return id_candidates(smsc_id)[0]
+
+
+def match_quality(stored_key: str, received_key: str) -> int:
+    """How closely a receipt's id matches a stored part id (both canonical): lower is better.
+
+    0: the same id; 1: the same after dropping leading zeros; 2: equal only when one
+    side is read as hex and the other as decimal. Hex/decimal matching is inherently
+    ambiguous ("10" may be ten or sixteen), so a backend that finds several candidate
+    parts prefers the reading its connection has shown before (`match_mode`), then
+    the closest match.
+    """
+    if stored_key == received_key:
+        return 0
+    if (stored_key.lstrip("0") or "0") == (received_key.lstrip("0") or "0"):
+        return 1
+    return 2
+
+
+class MatchMode(StrEnum):
+    """How an SMSC wrote the same id in submit_sm_resp and in the receipt."""
+
+    SAME = "same"  # same digits (case and leading zeros aside)
+    HEX_TO_DEC = "hex_to_dec"  # hex in submit_sm_resp, decimal in the receipt
+    DEC_TO_HEX = "dec_to_hex"  # decimal in submit_sm_resp, hex in the receipt
+
+
+def match_mode(stored_key: str, received_key: str) -> MatchMode:
+    """Which reading makes a stored id and a receipt id (canonical forms) equal."""
+    if match_quality(stored_key, received_key) < 2:
+        return MatchMode.SAME
+    if received_key.isdigit() and _as_hex(stored_key) == int(received_key):
+        return MatchMode.HEX_TO_DEC
+    return MatchMode.DEC_TO_HEX
+
+
+def has_several_readings(received_key: str) -> bool:
+    """Whether an id reads differently as hex and as decimal (so it can teach a mode)."""
+    return len(id_candidates(received_key.lstrip("0") or "0")) > 1
+
+
+def _as_hex(key: str) -> int | None:
+    try:
+        return int(key, 16)
+    except ValueError:
+        return None
+
+
+def final_outcome(
+    part_states: Sequence[tuple[int, str | None, str | None]],
+) -> tuple[MessageStatus, str | None] | None:
+    """The final status of a message from its parts `(part, receipt state, error code)`.
+
+    None while any part lacks a final receipt. All delivered: `delivered`. Otherwise
+    the status of the first failed part in part order, with a reason naming it.
+    """
+    states = sorted(part_states)
+    parsed = [(part, ReceiptState(s) if s else None, err) for part, s, err in states]
+    if not parsed or any(s is None or not s.is_final for _, s, _ in parsed):
+        return None
+    for part, state, error_code in parsed:
+        assert state is not None
+        if state is not ReceiptState.DELIVERED:
+            reason = f"part {part}: {state.value}"
+            if error_code:
+                reason += f" (err {error_code})"
+            return state.message_status(), reason
+    return MessageStatus.DELIVERED, None
+
+
+def status_payload(
+    *,
+    message_id: str,
+    status: MessageStatus,
+    client_ref: str | None,
+    destination: str,
+    parts: Sequence[tuple[int, str, str | None]],
+    error: str | None,
+    at: float,
+) -> dict[str, Any]:
+    """The JSON body of a `message.status` webhook; `parts` are (part, smsc id, state)."""
+    return {
+        "id": message_id,
+        "status": status.value,
+        "client_ref": client_ref,
+        "destination": destination,
+        "parts": [{"part": p, "smsc_id": sid, "state": st} for p, sid, st in parts],
+        "error": error,
+        "at": at,
+    }
+
+
+def inbound_payload(
+    *,
+    message_id: str,
+    connection: str,
+    source: str,
+    destination: str,
+    text: str,
+    received_at: float,
+    application: str | None,
+) -> dict[str, Any]:
+    """The JSON body of a `message.inbound` webhook."""
+    return {
+        "id": message_id,
+        "connection": connection,
+        "source": source,
+        "destination": destination,
+        "text": text,
+        "received_at": received_at,
+        "application": application,
+    }
