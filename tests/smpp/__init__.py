@@ -1,0 +1,1 @@
+"""SMPP protocol core tests."""
