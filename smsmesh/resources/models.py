@@ -980,7 +980,8 @@ class Secret(_Wire):
     Values are never shown in errors or repr.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    # Validation errors must never print a Secret's data, even via str(exc).
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
 
     api_version: Literal["v1"] = "v1"
     kind: Literal["Secret"] = "Secret"

@@ -1,0 +1,544 @@
+"""CRDs generated from the models: fresh, deterministic, structural, and enforcing the
+same rules as the models (schema checked with jsonschema, CEL rules with cel-python).
+
+jsonschema and cel-python are approximations of the API server (no pruning, no
+Kubernetes CEL extensions or cost limits); the real server is exercised in the kind
+end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
+
+from smsmesh.resources import SmppConnection, SmsApplication, SmsRoute
+from smsmesh.resources.crdgen import (
+    CrdError,
+    build_crd,
+    main,
+    openapi_schema,
+    render_all,
+    write_crds,
+)
+from smsmesh.resources.models import CUSTOM_KINDS, SmscSimulator
+
+ROOT = Path(__file__).resolve().parents[2]
+CRDS = ROOT / "crds"
+EXAMPLES = ROOT / "examples" / "local"
+
+jsonschema = pytest.importorskip("jsonschema")
+celpy = pytest.importorskip("celpy")
+
+
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    crd = build_crd(model)  # type: ignore[arg-type]
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]  # type: ignore[no-any-return]
+
+
+# -- freshness and determinism -----------------------------------------------------------
+
+
+def test_committed_crds_are_up_to_date() -> None:
+    expected = render_all()
+    on_disk = {p.name: p.read_text(encoding="utf-8") for p in CRDS.glob("*.yaml")}
+    assert sorted(on_disk) == sorted(expected), "run: python -m smsmesh.resources.crdgen"
+    for name, text in expected.items():
+        assert on_disk[name] == text, f"crds/{name} is stale: python -m smsmesh.resources.crdgen"
+
+
+def test_generation_is_deterministic_across_processes(tmp_path: Path) -> None:
+    outputs = []
+    for seed in ("0", "4242"):
+        out = tmp_path / seed
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run(
+            [sys.executable, "-m", "smsmesh.resources.crdgen", "--output", str(out)],
+            check=True,
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert outputs[0] == outputs[1]
+    assert {k: v.decode() for k, v in outputs[0].items()} == render_all()
+
+
+def test_write_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    paths = write_crds(tmp_path / "crds")
+    assert sorted(p.name for p in paths) == [
+        "smppconnections.smsmesh.io.yaml",
+        "smsapplications.smsmesh.io.yaml",
+        "smscsimulators.smsmesh.io.yaml",
+        "smsroutes.smsmesh.io.yaml",
+    ]
+    assert main(["--output", str(tmp_path / "crds"), "--check"]) == 0
+    paths[0].write_text(paths[0].read_text() + "# edited\n")
+    assert main(["--output", str(tmp_path / "crds"), "--check"]) == 1
+    assert "stale" in capsys.readouterr().err
+    assert main(["--output", str(tmp_path / "crds")]) == 0
+    assert main(["--output", str(tmp_path / "crds"), "--check"]) == 0
+
+
+# -- CRD shape ---------------------------------------------------------------------------
+
+
+def test_crd_names_columns_and_status_subresource() -> None:
+    crd = build_crd(SmppConnection)
+    spec = crd["spec"]
+    assert crd["metadata"]["name"] == "smppconnections.smsmesh.io"
+    assert spec["group"] == "smsmesh.io"
+    assert spec["scope"] == "Namespaced"
+    assert spec["names"]["shortNames"] == ["smppconn", "smppc"]
+    assert spec["names"]["categories"] == ["smsmesh"]
+    version = spec["versions"][0]
+    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert {"Host", "Bind", "TPS Limit", "Window", "Ready", "Age"} <= set(columns)
+    assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
+    assert columns["TPS Limit"]["jsonPath"] == ".spec.throughput.tps"
+    assert columns["Bind"] == {
+        "name": "Bind",
+        "type": "boolean",
+        "jsonPath": ".status.bound",
+        "description": "bind is up",
+    }
+    assert columns["Age"]["type"] == "date"
+    # every printer column points at a field the schema has
+    schema = version["schema"]["openAPIV3Schema"]
+    for crd_model in CUSTOM_KINDS:
+        s = schema_of(crd_model)
+        for col in build_crd(crd_model)["spec"]["versions"][0]["additionalPrinterColumns"]:
+            path = col["jsonPath"].split("[")[0].strip(".").split(".")
+            if path[0] == "metadata":
+                continue
+            node = s
+            for part in path:
+                node = node.get("items", node)["properties"][part]
+            assert node, col
+    conditions = schema["properties"]["status"]["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+
+
+def test_short_names_of_every_kind() -> None:
+    names = {m.__name__: build_crd(m)["spec"]["names"] for m in CUSTOM_KINDS}
+    assert names["SmsRoute"]["shortNames"] == ["smsroute"]
+    assert names["SmsApplication"]["shortNames"] == ["smsapp"]
+    assert names["SmscSimulator"]["shortNames"] == ["smscsim"]
+    assert "TESTS ONLY" in schema_of(SmscSimulator)["description"]
+
+
+def test_defaults_descriptions_and_nested_object_defaults() -> None:
+    spec = schema_of(SmppConnection)["properties"]["spec"]
+    props = spec["properties"]
+    assert props["port"]["default"] == 2775
+    assert props["bindType"]["enum"] == ["transceiver", "transmitter", "receiver"]
+    assert props["bindType"]["default"] == "transceiver"
+    # default {} so the API server creates spec.tls and fills tls.enabled
+    assert props["tls"]["default"] == {}
+    assert props["tls"]["properties"]["enabled"]["default"] is False
+    tps = props["throughput"]["properties"]["tps"]
+    assert tps["nullable"] is True
+    assert (tps["minimum"], tps["exclusiveMinimum"]) == (0, True)
+    assert "unlimited" in tps["description"]
+    ton = props["submit"]["properties"]["sourceTon"]
+    assert ton["x-kubernetes-int-or-string"] is True
+    assert ton["anyOf"] == [{"type": "integer"}, {"type": "string"}]
+    assert ton["default"] == "auto"
+    assert sorted(spec["required"]) == ["credentialsSecretRef", "host"]
+    assert "status" not in schema_of(SmppConnection)["required"]
+    assert "default" not in schema_of(SmppConnection)["properties"]["status"]
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    if isinstance(node, dict):
+        out.append((path, node))
+        for key, sub in node.get("properties", {}).items():
+            out.extend(_walk(sub, f"{path}.{key}"))
+        if "items" in node:
+            out.extend(_walk(node["items"], f"{path}[]"))
+        if isinstance(node.get("additionalProperties"), dict):
+            out.extend(_walk(node["additionalProperties"], f"{path}.*"))
+    return out
+
+
+@pytest.mark.parametrize("model", CUSTOM_KINDS, ids=lambda m: m.__name__)
+def test_schema_is_structural(model: type[BaseModel]) -> None:
+    """The rules of apiextensions/v1 structural schemas, checked node by node."""
+    schema = schema_of(model)
+    text = yaml.safe_dump(schema)
+    assert "$ref" not in text
+    assert "title" not in {k for _, node in _walk(schema) for k in node}
+    assert schema["properties"]["metadata"] == {"type": "object"}
+    for path, node in _walk(schema):
+        if node.get("x-kubernetes-int-or-string"):
+            assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
+            assert "type" not in node, path
+        else:
+            assert node.get("type") in {
+                "object",
+                "array",
+                "string",
+                "integer",
+                "number",
+                "boolean",
+            }, path
+            for junctor in ("anyOf", "oneOf", "allOf", "not"):
+                assert junctor not in node, path
+        assert not ("properties" in node and "additionalProperties" in node), path
+        assert "uniqueItems" not in node, path
+        assert node.get("additionalProperties", True) is not False, path
+        if node.get("type") == "array":
+            assert "items" in node, path
+        if "exclusiveMinimum" in node:
+            assert node["exclusiveMinimum"] is True, path
+            assert "minimum" in node, path
+        for rule in node.get("x-kubernetes-validations", []):
+            assert set(rule) == {"rule", "message"}, path
+
+
+def test_unsupported_union_is_an_error() -> None:
+    class Bad(BaseModel):
+        value: int | list[str]
+
+    with pytest.raises(CrdError, match=r"Bad\.value: union"):
+        openapi_schema(Bad)
+
+
+# -- the schema enforces what the models enforce -----------------------------------------
+
+
+def to_jsonschema(node: dict[str, Any], root: bool = True) -> dict[str, Any]:
+    """OpenAPI v3 (Kubernetes flavour) -> JSON Schema, with strict field validation:
+    unknown fields are errors, as with `kubectl apply` (server-side field validation)."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("x-kubernetes-") or key in ("nullable", "description", "default"):
+            continue
+        if key == "properties":
+            out[key] = {k: to_jsonschema(v, False) for k, v in value.items()}
+        elif key == "items":
+            out[key] = to_jsonschema(value, False)
+        elif key == "anyOf":
+            out[key] = [to_jsonschema(v, False) for v in value]
+        elif key == "exclusiveMinimum":
+            out[key] = node["minimum"]
+        elif key == "exclusiveMaximum":
+            out[key] = node["maximum"]
+        else:
+            out[key] = value
+    if node.get("exclusiveMinimum"):
+        out.pop("minimum", None)
+    if node.get("exclusiveMaximum"):
+        out.pop("maximum", None)
+    if "properties" in node:
+        out["additionalProperties"] = False
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+VALIDATORS = {
+    m.__name__: jsonschema.Draft7Validator(to_jsonschema(schema_of(m))) for m in CUSTOM_KINDS
+}
+
+
+def schema_errors(doc: dict[str, Any]) -> list[str]:
+    validator = VALIDATORS[doc["kind"]]
+    return [
+        ".".join(map(str, e.absolute_path)) + ": " + e.message for e in validator.iter_errors(doc)
+    ]
+
+
+def example_docs() -> list[dict[str, Any]]:
+    docs = []
+    for file in sorted(EXAMPLES.glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(file.read_text()) if d["kind"] != "Secret"]
+    return docs
+
+
+def test_examples_pass_the_crd_schema() -> None:
+    docs = example_docs()
+    assert {d["kind"] for d in docs} == {
+        "SmppConnection",
+        "SmsRoute",
+        "SmsApplication",
+        "SmscSimulator",
+    }
+    for doc in docs:
+        assert schema_errors(doc) == [], doc["metadata"]["name"]
+
+
+MODELS = {m.__name__: m for m in CUSTOM_KINDS}
+
+
+def conn_doc(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "smsmesh.io/v1alpha1",
+        "kind": "SmppConnection",
+        "metadata": {"name": "c"},
+        "spec": {"host": "smsc.example.net", "credentialsSecretRef": {"name": "s"}, **spec},
+    }
+
+
+def route_doc(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "smsmesh.io/v1alpha1",
+        "kind": "SmsRoute",
+        "metadata": {"name": "r"},
+        "spec": {"targets": [{"connection": "a"}], **spec},
+    }
+
+
+def app_doc(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "smsmesh.io/v1alpha1",
+        "kind": "SmsApplication",
+        "metadata": {"name": "a"},
+        "spec": {"apiKeySecretRefs": [{"name": "k", "key": "apiKey"}], **spec},
+    }
+
+
+SCHEMA_REJECTS = [
+    conn_doc(port=0),
+    conn_doc(port=65536),
+    conn_doc(bindType="trx"),
+    conn_doc(throughput={"tsp": 5}),
+    conn_doc(throughput={"tps": 0}),
+    conn_doc(throughput={"window": 0}),
+    conn_doc(host="smsc example"),
+    conn_doc(credentialsSecretRef={"name": "s", "password": "inline"}),
+    {**conn_doc(), "spec": {"credentialsSecretRef": {"name": "s"}}},  # no host
+    route_doc(targets=[]),
+    route_doc(match={"countries": ["nl"]}),
+    route_doc(match={"destinationPrefixes": ["06"]}),
+    route_doc(match={"priorities": ["urgent"]}),
+    route_doc(targets=[{"connection": "a", "weight": -1}]),
+    route_doc(targets=[{"connection": "Bad_Name"}]),
+    app_doc(apiKeySecretRefs=[]),
+    app_doc(callbackUrl="ftp://x"),
+    app_doc(defaultValiditySeconds=10),
+]
+
+
+@pytest.mark.parametrize("doc", SCHEMA_REJECTS, ids=lambda d: str(d["spec"])[:60])
+def test_schema_and_model_reject_the_same_documents(doc: dict[str, Any]) -> None:
+    assert schema_errors(doc), "the CRD schema accepts it"
+    with pytest.raises(ValidationError):
+        MODELS[doc["kind"]].model_validate(doc)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    port=st.integers(-5, 70000),
+    window=st.integers(-2, 1100),
+    tps=st.one_of(st.none(), st.floats(-1, 200000, allow_nan=False)),
+    bind=st.sampled_from(["transceiver", "transmitter", "receiver", "trx", "Transceiver"]),
+    host=st.from_regex(r"\A[a-z0-9. :\-]{0,12}\Z"),
+)
+def test_schema_and_model_agree_on_bounds(
+    port: int, window: int, tps: float | None, bind: str, host: str
+) -> None:
+    doc = conn_doc(port=port, bindType=bind, host=host, throughput={"window": window, "tps": tps})
+    try:
+        SmppConnection.model_validate(doc)
+        model_ok = True
+    except ValidationError:
+        model_ok = False
+    assert (schema_errors(doc) == []) == model_ok
+
+
+# -- CEL rules ---------------------------------------------------------------------------
+
+_ENV = celpy.Environment()
+_PROGRAMS: dict[str, Any] = {}
+
+
+def _program(rule: str) -> Any:
+    if rule not in _PROGRAMS:
+        _PROGRAMS[rule] = _ENV.program(_ENV.compile(rule))
+    return _PROGRAMS[rule]
+
+
+def _typed(schema: dict[str, Any], value: Any) -> Any:
+    """JSON numbers as the API server types them: `number` fields are doubles."""
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        return {k: _typed(props.get(k, {}), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(schema.get("items", {}), v) for v in value]
+    if schema.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def cel_violations(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
+    out = []
+    for rule in schema.get("x-kubernetes-validations", []):
+        try:
+            ok = bool(_program(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)}))
+        except celpy.CELEvalError as exc:
+            ok = False
+            out.append(f"{path}: error {exc}")
+        if not ok:
+            out.append(f"{path}: {rule['message']}")
+    if isinstance(value, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                out.extend(cel_violations(sub, value[key], f"{path}.{key}"))
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            out.extend(cel_violations(schema["items"], item, f"{path}[{i}]"))
+    return out
+
+
+def check_cel(doc: dict[str, Any]) -> list[str]:
+    schema = schema_of(MODELS[doc["kind"]])
+    return cel_violations(schema, _typed(schema, doc))
+
+
+@pytest.mark.parametrize("model", CUSTOM_KINDS, ids=lambda m: m.__name__)
+def test_every_cel_rule_compiles(model: type[BaseModel]) -> None:
+    rules = [
+        r["rule"]
+        for _, node in _walk(schema_of(model))
+        for r in node.get("x-kubernetes-validations", [])
+    ]
+    for rule in rules:
+        _program(rule)
+
+
+def test_examples_pass_the_cel_rules() -> None:
+    for doc in example_docs():
+        defaulted = MODELS[doc["kind"]].model_validate(doc).manifest()  # as after defaulting
+        assert check_cel(defaulted) == [], doc["metadata"]["name"]
+
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Mutation:
+    def apply(doc: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = doc
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+
+    return apply
+
+
+# (valid base, mutations that break it, CEL message, model message: None = the same)
+CEL_CASES: list[tuple[dict[str, Any], list[Mutation], str, str | None]] = [
+    (
+        conn_doc(),
+        [_set("spec.tls.insecureSkipVerify", True)],
+        "require tls.enabled: true",
+        "tls.insecureSkipVerify set but tls.enabled is false",
+    ),
+    (
+        conn_doc(),
+        [_set("spec.tls.serverName", "smsc.example.net")],
+        "require tls.enabled: true",
+        "tls.serverName set but tls.enabled is false",
+    ),
+    (
+        conn_doc(tls={"enabled": True}),
+        [
+            _set("spec.tls.insecureSkipVerify", True),
+            _set("spec.tls.caSecretRef", {"name": "ca", "key": "ca.crt"}),
+        ],
+        "tls.insecureSkipVerify and tls.caSecretRef contradict each other",
+        None,
+    ),
+    (
+        conn_doc(),
+        [_set("spec.reconnect.initialDelaySeconds", 30), _set("spec.reconnect.maxDelaySeconds", 5)],
+        "reconnect.maxDelaySeconds must be >= reconnect.initialDelaySeconds",
+        "reconnect.maxDelaySeconds (5) must be >= reconnect.initialDelaySeconds (30)",
+    ),
+    (
+        conn_doc(inbound={"application": "shop"}),
+        [_set("spec.bindType", "transmitter")],
+        "inbound.application needs a bind that receives",
+        None,
+    ),
+    (conn_doc(), [_set("spec.submit.sourceTon", 7)], "sourceTon must be 'auto' or one of", None),
+    (conn_doc(), [_set("spec.submit.sourceTon", "manual")], "sourceTon must be 'auto'", None),
+    (conn_doc(), [_set("spec.submit.sourceNpi", 2)], "sourceNpi must be 'auto' or one of", None),
+    (conn_doc(), [_set("spec.submit.destTon", 9)], "destTon must be one of", None),
+    (conn_doc(), [_set("spec.submit.destNpi", 2)], "destNpi must be one of", None),
+    (
+        route_doc(),
+        [_set("spec.targets", [{"connection": "a"}, {"connection": "b"}, {"connection": "a"}])],
+        "each connection may appear only once in targets",
+        "connection 'a' appears more than once in targets",
+    ),
+    (
+        route_doc(),
+        [_set("spec.targets", [{"connection": "a", "weight": 1}, {"connection": "b"}])],
+        "set weight on every target or on none",
+        None,
+    ),
+    (
+        app_doc(),
+        [_set("spec.inbound.numbers", ["3197"])],
+        "inbound.numbers needs inbound.webhookUrl",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("base", "mutations", "cel_message", "model_message"),
+    CEL_CASES,
+    ids=[case[2][:40] for case in CEL_CASES],
+)
+def test_cel_rules_and_validators_agree(
+    base: dict[str, Any], mutations: list[Mutation], cel_message: str, model_message: str | None
+) -> None:
+    model = MODELS[base["kind"]]
+    valid = model.model_validate(base).manifest()  # defaulted, as the API server would
+    assert check_cel(valid) == []
+    broken = copy.deepcopy(valid)
+    for mutate in mutations:
+        mutate(broken)
+    violations = check_cel(broken)
+    assert any(cel_message in v for v in violations), violations
+    with pytest.raises(ValidationError) as info:
+        model.model_validate(broken)
+    expected = model_message or cel_message
+    assert any(expected in e["msg"] for e in info.value.errors()), info.value.errors()
+
+
+def test_cel_accepts_valid_variants() -> None:
+    for doc in [
+        conn_doc(tls={"enabled": True, "insecureSkipVerify": True}),
+        conn_doc(tls={"enabled": True, "caSecretRef": {"name": "ca", "key": "ca.crt"}}),
+        conn_doc(submit={"sourceTon": 5, "sourceNpi": 0, "destTon": 1, "destNpi": 1}),
+        conn_doc(bindType="receiver", inbound={"application": "shop"}),
+        route_doc(targets=[{"connection": "a", "weight": 2}, {"connection": "b", "weight": 0}]),
+        app_doc(inbound={"webhookUrl": "https://x.example/in", "numbers": ["3197"]}),
+    ]:
+        manifest = MODELS[doc["kind"]].model_validate(doc).manifest()
+        assert check_cel(manifest) == [], doc["spec"]
+        assert schema_errors(manifest) == [], doc["spec"]
+
+
+def test_models_registry_matches_kinds() -> None:
+    assert set(MODELS) == {"SmppConnection", "SmsRoute", "SmsApplication", "SmscSimulator"}
+    assert MODELS["SmsRoute"] is SmsRoute
+    assert MODELS["SmsApplication"] is SmsApplication
