@@ -135,7 +135,6 @@ class _Wire(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
-        use_enum_values=False,
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -616,6 +615,19 @@ _AGE = PrinterColumn("Age", "date", ".metadata.creationTimestamp")
 
 class _Resource(_Wire):
     """Fields every smsmesh object has. Subclasses fix apiVersion, kind, spec and status."""
+
+    # The API server only asks custom resource names to be subdomains; smsmesh names
+    # become pod, Service and env-var names, so it asks for labels, as local mode does.
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "size(self.metadata.name) <= 63"
+                " && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+                "metadata.name must be an RFC 1123 label: at most 63 lower-case letters, "
+                "digits and '-'",
+            )
+        )
+    )
 
     crd: ClassVar[CrdInfo]
 

@@ -476,6 +476,18 @@ CEL_CASES: list[tuple[dict[str, Any], list[Mutation], str, str | None]] = [
         "inbound.application needs a bind that receives",
         None,
     ),
+    (
+        conn_doc(),
+        [_set("metadata.name", "Carrier_A")],
+        "metadata.name must be an RFC 1123 label",
+        "RFC 1123 label",
+    ),
+    (
+        route_doc(),
+        [_set("metadata.name", "a" * 64)],
+        "metadata.name must be an RFC 1123 label",
+        "RFC 1123 label",
+    ),
     (conn_doc(), [_set("spec.submit.sourceTon", 7)], "sourceTon must be 'auto' or one of", None),
     (conn_doc(), [_set("spec.submit.sourceTon", "manual")], "sourceTon must be 'auto'", None),
     (conn_doc(), [_set("spec.submit.sourceNpi", 2)], "sourceNpi must be 'auto' or one of", None),
