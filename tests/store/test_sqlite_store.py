@@ -1,0 +1,319 @@
+"""SQLite-only behaviour: store URLs, schema versioning, pragmas, several OS processes
+on one file, wake-ups across processes, and crash consistency after kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from storekit import CONN, new_message, receipt, record, submit_new
+
+from smsmesh.model import MessageStatus, NewMessage
+from smsmesh.store import BackendNotAvailable, SqliteStore, StoreError, open_store
+from smsmesh.store.wakeup import socket_path
+
+WORKER = str(Path(__file__).with_name("store_worker.py"))
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
+# -- URLs -------------------------------------------------------------------------------
+
+
+def test_open_store_absolute_url(tmp_path: Path) -> None:
+    store = open_store(f"sqlite://{tmp_path}/a.db")
+    assert isinstance(store, SqliteStore)
+    assert store.path == tmp_path / "a.db"
+
+
+def test_open_store_relative_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store("sqlite:data/b.db")
+    assert isinstance(store, SqliteStore)
+    assert store.path == tmp_path / "data" / "b.db"
+
+
+async def test_open_store_url_options(tmp_path: Path) -> None:
+    store = open_store(f"sqlite://{tmp_path}/c.db?synchronous=normal&busy_timeout=2")
+    await store.open()
+    try:
+        assert isinstance(store, SqliteStore)
+        settings = await store.diagnostics()
+        assert settings["synchronous"] == "NORMAL"
+        assert settings["busy_timeout_ms"] == 2000
+    finally:
+        await store.close()
+
+
+def test_postgres_url_is_not_available_yet() -> None:
+    with pytest.raises(BackendNotAvailable, match="PostgreSQL"):
+        open_store("postgresql://smsmesh@db/smsmesh")
+    assert issubclass(BackendNotAvailable, StoreError)
+    assert issubclass(BackendNotAvailable, NotImplementedError)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "smsmesh.db",  # no scheme
+        "mysql://db/x",  # unknown scheme
+        "sqlite::memory:",  # cannot be shared between processes
+        "sqlite://host/x.db",  # a host makes no sense for a file
+        "sqlite:///tmp/",  # a directory, not a file
+        "sqlite:///tmp/x.db?journal=delete",  # unknown option
+        "sqlite:///tmp/x.db?synchronous=off",  # not a durable mode
+        "sqlite:///tmp/x.db?busy_timeout=soon",  # not a number
+    ],
+)
+def test_bad_store_urls_are_refused_clearly(url: str) -> None:
+    with pytest.raises(StoreError, match="store URL"):
+        open_store(url)
+
+
+# -- schema and pragmas -------------------------------------------------------------------
+
+
+async def test_schema_version_and_pragmas(sqlite_store: SqliteStore) -> None:
+    settings = await sqlite_store.diagnostics()
+    assert settings["journal_mode"] == "wal"
+    assert settings["synchronous"] == "FULL"
+    assert settings["schema_version"] == 1
+    assert settings["busy_timeout_ms"] == 30_000
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="newer"):
+        await SqliteStore(path).open()
+
+
+async def test_open_twice_is_harmless_and_close_unlinks_the_wake_socket(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "w.db", synchronous="NORMAL")
+    await store.open()
+    await store.open()
+    assert await store.wait_for_work(CONN, 0.01) is True  # first wait binds and answers
+    path = socket_path(store.wake_dir, CONN)
+    assert _exists(path)
+    await store.close()
+    assert not _exists(path)
+    await store.close()
+
+
+def test_bad_constructor_arguments() -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SqliteStore("x.db", synchronous="OFF")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_attempts"):
+        SqliteStore("x.db", max_attempts=0)
+
+
+# -- wake-ups ----------------------------------------------------------------------------
+
+
+async def test_a_stale_socket_of_a_crashed_connector_is_taken_over(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "stale.db")
+    path = socket_path(store.wake_dir, CONN)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    dead.bind(path)
+    dead.close()  # the file stays, as after kill -9
+    await store.open()
+    try:
+        await store.recover(CONN)
+        router = SqliteStore(tmp_path / "stale.db")
+        await router.open()
+        await router.accept([_message()])
+        assert await store.wait_for_work(CONN, 10) is True
+        await router.close()
+    finally:
+        await store.close()
+
+
+async def test_wake_ups_work_when_the_path_is_too_long_for_a_socket(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    connector, router = SqliteStore(deep / "s.db"), SqliteStore(deep / "s.db")
+    assert socket_path(connector.wake_dir, CONN).startswith("/tmp/smsmesh-wake-")
+    await connector.open()
+    await router.open()
+    try:
+        await connector.recover(CONN)
+        await router.accept([_message()])
+        assert await connector.wait_for_work(CONN, 10) is True
+    finally:
+        await router.close()
+        await connector.close()
+
+
+def test_socket_paths_never_escape_the_wake_directory(tmp_path: Path) -> None:
+    for name in ("../../etc/passwd", "a/b", "UPPER", "x" * 300):
+        path = socket_path(tmp_path, name)
+        assert os.path.dirname(path) in (str(tmp_path),) or path.startswith("/tmp/smsmesh-wake-")
+        assert "/" not in os.path.basename(path)[:-5]
+
+
+# -- receipts: learning the SMSC's id convention ---------------------------------------------
+
+
+async def test_ambiguous_ids_follow_the_convention_the_connection_showed(
+    sqlite_store: SqliteStore,
+) -> None:
+    """An SMSC that answers in hex and reports in decimal: "10" in a receipt is 0x10's
+    message, not the one whose hex id happens to read "10"... once that is known."""
+    store = sqlite_store
+    await submit_new(store, "1A2B3C4D")  # letters: only one reading can match
+    [learned] = await store.record_receipts([receipt(str(0x1A2B3C4D))])
+    assert learned.message_status is MessageStatus.DELIVERED
+
+    hex_16 = await submit_new(store, "10")  # 0x10 = 16
+    hex_10 = await submit_new(store, "A")  # 0xA = 10, reported as "10"
+    [match] = await store.record_receipts([receipt("10")])
+    assert match.message_id == hex_10
+    [match] = await store.record_receipts([receipt("16")])
+    assert match.message_id == hex_16
+    assert (await record(store, hex_16)).status is MessageStatus.DELIVERED
+
+
+# -- several processes on one file ----------------------------------------------------------
+
+
+_spawned: list[asyncio.subprocess.Process] = []
+
+
+@pytest.fixture(autouse=True)
+async def _reap_workers() -> AsyncIterator[None]:
+    """Kill and reap worker processes a failing test left behind."""
+    yield
+    while _spawned:
+        proc = _spawned.pop()
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.wait_for(proc.communicate(), 30)
+
+
+async def _run_worker(*args: str) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        WORKER,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _spawned.append(proc)
+    return proc
+
+
+async def _finish(proc: asyncio.subprocess.Process, limit: float = 60) -> str:
+    out, err = await asyncio.wait_for(proc.communicate(), limit)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+@pytest.mark.slow
+async def test_processes_accepting_and_claiming_lose_and_duplicate_nothing(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "shared.db")  # nobody has created it: the processes race to
+    marker = str(tmp_path / "producers-done")
+    count = 1500
+    claimers = [await _run_worker("claim", db, CONN, marker, "60") for _ in range(2)]
+    producers = [await _run_worker("accept", db, CONN, p, str(count), "50") for p in "ab"]
+    for proc in producers:
+        assert (await _finish(proc)).strip() == "done"
+    _touch(marker)
+    claimed = [line for proc in claimers for line in (await _finish(proc)).split()]
+
+    expected = {f"{p}-{n}" for p in "ab" for n in range(count)}
+    assert len(claimed) == len(set(claimed)), "a message was claimed twice"
+    assert set(claimed) == expected, "a message was lost"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        states = dict(conn.execute("SELECT state, count(*) FROM messages GROUP BY state"))
+        assert states == {"dispatching": 2 * count}
+        claims = conn.execute("SELECT count(*) FROM events WHERE kind = 'claimed'").fetchone()
+        assert claims[0] == 2 * count
+
+
+async def test_wait_for_work_wakes_on_accept_in_another_process(tmp_path: Path) -> None:
+    db = tmp_path / "wake.db"
+    connector = SqliteStore(db)
+    await connector.open()
+    try:
+        await connector.recover(CONN)  # listening from here on
+        assert await connector.wait_for_work(CONN, 0.2) is False
+        started = time.monotonic()
+        producer = await _run_worker("accept", str(db), CONN, "w", "1", "1")
+        assert await connector.wait_for_work(CONN, 30) is True
+        woke_after = time.monotonic() - started
+        assert [m.id for m in await connector.claim(CONN, 10, time.time())] == ["w-0"]
+        await _finish(producer)
+        # Well under the 30 s timeout: the process start-up dominates this figure.
+        assert woke_after < 10, woke_after
+    finally:
+        await connector.close()
+
+
+@pytest.mark.slow
+async def test_kill_9_mid_stream_leaves_a_consistent_database(tmp_path: Path) -> None:
+    db = tmp_path / "crash.db"
+    batch = 50
+    writer = await _run_worker("writer", str(db), CONN, "k", str(batch))
+    assert writer.stdout is not None
+    committed = 0
+    try:
+        while committed < 10 * batch:
+            line = await asyncio.wait_for(writer.stdout.readline(), 30)
+            assert line, (await writer.stderr.read()).decode() if writer.stderr else ""
+            committed = int(line.split()[1])
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(writer.wait(), 30)
+    assert writer.returncode == -signal.SIGKILL
+
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        accepted = conn.execute("SELECT count(*) FROM events WHERE kind = 'accepted'").fetchone()
+    assert stored >= committed  # everything reported as committed is there
+    assert stored % batch == 0  # and no batch is there in part
+    assert accepted[0] == stored  # every message has its timeline entry
+
+    store = SqliteStore(db)
+    await store.open()
+    try:
+        claimed = await store.claim(CONN, stored + 10, time.time())
+        assert len(claimed) == stored
+        assert {m.id for m in claimed} == {f"k-{n}" for n in range(stored)}
+    finally:
+        await store.close()
+
+
+def _message() -> NewMessage:
+    """A message claimable by wall-clock time (the conformance suite uses virtual time)."""
+    return new_message(expires_at=time.time() + 3600, created=time.time())
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def _touch(path: str) -> None:
+    Path(path).touch()
