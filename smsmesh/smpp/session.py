@@ -206,6 +206,7 @@ class Session:
         self._inbound: dict[int, Pdu] = {}  # peer's requests awaiting our answer
         self._unbind_seq: int | None = None
         self._out: list[bytes] = []
+        self._out_size = 0
         self._buf = b""
         self._done_reading = False  # after CLOSED, further bytes are ignored
         self._eof = False
@@ -263,7 +264,7 @@ class Session:
             self.state = State.BINDING
         elif cid == _C.UNBIND:
             self.state = State.UNBINDING
-        self._out.append(data)
+        self._queue(data)
         return seq
 
     def _take_sequence(self) -> int:
@@ -309,7 +310,7 @@ class Session:
             )
         data = encode(pdu)
         del self._inbound[seq]
-        self._out.append(data)
+        self._queue(data)
         bind_type = BindType.of(request)
         if bind_type is not None:  # SMSC answering a bind
             if pdu.command_status == CommandStatus.ESME_ROK and cid != _C.GENERIC_NACK:
@@ -327,7 +328,7 @@ class Session:
 
     def _answer_unbind(self) -> None:
         assert self._unbind_seq is not None
-        self._out.append(encode(UnbindResp(sequence_number=self._unbind_seq)))
+        self._queue(encode(UnbindResp(sequence_number=self._unbind_seq)))
         self._unbind_seq = None
         self.state = State.CLOSED
         self._done_reading = True
@@ -358,6 +359,15 @@ class Session:
                 self._done_reading = True
         return request
 
+    def _queue(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+
+    @property
+    def pending_output(self) -> int:
+        """How many bytes data_to_send() would return now."""
+        return self._out_size
+
     def data_to_send(self) -> bytes:
         """Everything queued for the peer since the last call (b"" if nothing)."""
         out = self._out
@@ -365,6 +375,7 @@ class Session:
             return b""
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
+        self._out_size = 0
         return data
 
     # --- receiving --------------------------------------------------------------------
@@ -407,7 +418,7 @@ class Session:
         self, buf: bytes, pos: int, end: int, length: int, events: list[Event]
     ) -> None:
         seq = int.from_bytes(buf[pos + 12 : pos + 16], "big") if end - pos >= HEADER_SIZE else 0
-        self._out.append(
+        self._queue(
             encode(GenericNack(sequence_number=seq, command_status=CommandStatus.ESME_RINVCMDLEN))
         )
         self.state = State.CLOSED
@@ -482,7 +493,7 @@ class Session:
         cid = pdu.command_id
         seq = pdu.sequence_number
         if cid == _C.ENQUIRE_LINK:
-            self._out.append(encode(EnquireLinkResp(sequence_number=seq)))
+            self._queue(encode(EnquireLinkResp(sequence_number=seq)))
             events.append(EnquireLinkReceived(pdu))
             return
         if cid == _C.UNBIND:
@@ -541,7 +552,7 @@ class Session:
         seq = pdu.sequence_number
         if state not in BOUND_STATES and state is not State.UNBINDING:
             status = CommandStatus.ESME_RINVBNDSTS
-            self._out.append(encode(UnbindResp(sequence_number=seq, command_status=status)))
+            self._queue(encode(UnbindResp(sequence_number=seq, command_status=status)))
             events.append(ProtocolError(status, f"unbind in state {state.name}", False))
             return
         events.append(UnbindRequested(pdu))
@@ -556,7 +567,7 @@ class Session:
         resp_cls = cls.response_class
         if resp_cls is None:
             resp_cls = GenericNack
-        self._out.append(encode(resp_cls(sequence_number=seq, command_status=status)))
+        self._queue(encode(resp_cls(sequence_number=seq, command_status=status)))
 
     def _on_malformed(self, exc: PduError, events: list[Event]) -> None:
         cid = exc.command_id

@@ -1,0 +1,669 @@
+"""asyncio adapter over the sans-I/O session, for both roles.
+
+`AsyncSession` is an `asyncio.Protocol` (callbacks, no StreamReader copies) that owns
+one `Session` and adds what needs a clock or tasks:
+
+* a window: at most `window` of our requests outstanding; `request()` waits for a slot,
+  and a request that times out gives its slot back;
+* per-request response timeouts, and `SessionClosed` for every waiter the moment the
+  connection drops;
+* inbound requests handed to `on_request`, each in its own task, at most
+  `inbound_limit` at once (then the socket is not read: TCP pushes back on the peer), the
+  handler's returned response sent when it returns, so a receipt can be made durable
+  before it is acknowledged;
+* enquire_link after `enquire_link_interval` seconds without a byte from the peer; no
+  answer within `enquire_link_timeout` means the peer is dead and the connection is
+  closed;
+* write flow control: when the transport's buffer is full, new requests wait and the
+  socket is not read, so a slow peer creates backpressure instead of an unbounded buffer;
+* graceful `unbind()`.
+
+`connect()` + `bind()` give an ESME session; `serve()` runs the SMSC role with an
+`authenticate` hook deciding each bind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import ssl as _ssl
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from smsmesh.smpp.codec import DEFAULT_MAX_PDU_SIZE, PduError
+from smsmesh.smpp.pdu import (
+    BindType,
+    CommandStatus,
+    EnquireLink,
+    Pdu,
+    Unbind,
+    make_response,
+)
+from smsmesh.smpp.session import (
+    BOUND_STATES,
+    BindRequested,
+    LocalProtocolError,
+    ProtocolError,
+    RequestReceived,
+    ResponseReceived,
+    Role,
+    Session,
+    State,
+    UnbindRequested,
+)
+
+__all__ = [
+    "AsyncSession",
+    "BindError",
+    "ResponseTimeout",
+    "SessionClosed",
+    "bind",
+    "connect",
+    "serve",
+]
+
+log = logging.getLogger("smsmesh.smpp")
+
+RequestHandler = Callable[[Pdu], Awaitable[Pdu | None]]
+Authenticator = Callable[[str, str, BindType, Any], Awaitable[int]]
+
+
+class SessionClosed(ConnectionError):
+    """The connection is gone (or closing): the request was not, or may not have been, answered."""
+
+
+class ResponseTimeout(TimeoutError):
+    """No response within the timeout. The request may still have been processed."""
+
+    def __init__(self, request: Pdu, timeout: float) -> None:
+        super().__init__(
+            f"no response to {type(request).__name__} "
+            f"(sequence_number {request.sequence_number}) within {timeout:g}s"
+        )
+        self.request = request
+
+
+class BindError(Exception):
+    """The SMSC refused the bind with `status`."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"bind refused: {CommandStatus.describe(status)}")
+        self.status = status
+
+
+_EAGER_FLUSH = 64 * 1024
+_PAUSED_INBOUND = "inbound"
+_PAUSED_WRITE = "write"
+
+
+class AsyncSession(asyncio.Protocol):
+    """One SMPP connection on an asyncio transport. See the module docstring."""
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        window: int = 10,
+        on_request: RequestHandler | None = None,
+        inbound_limit: int = 100,
+        response_timeout: float = 30.0,
+        enquire_link_interval: float | None = 30.0,
+        enquire_link_timeout: float = 10.0,
+        unbind_grace: float = 5.0,
+        max_pdu_size: int = DEFAULT_MAX_PDU_SIZE,
+    ) -> None:
+        if window < 1 or inbound_limit < 1:
+            raise ValueError("window and inbound_limit must be at least 1")
+        self.session = Session(role, max_pdu_size=max_pdu_size)
+        self.role = role
+        self.window = window
+        self.on_request = on_request
+        self.inbound_limit = inbound_limit
+        self.response_timeout = response_timeout
+        self.enquire_link_interval = enquire_link_interval
+        self.enquire_link_timeout = enquire_link_timeout
+        self.unbind_grace = unbind_grace
+        self.peer: Any = None
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._waiters: dict[int, tuple[asyncio.Future[Pdu], asyncio.TimerHandle | None]] = {}
+        self._in_flight = 0
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        self._idle_waiter: asyncio.Future[None] | None = None
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._write_paused = False
+        self._read_paused: set[str] = set()
+        self._handlers_active = 0
+        self._backlog: deque[Pdu] = deque()  # requests read while at inbound_limit
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._flush_pending = False
+        self._closing = False
+        self._lost = False
+        self._closed_future: asyncio.Future[None] = self._loop.create_future()
+        self._last_rx = self._loop.time()
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._probing = False
+        self._grace: asyncio.TimerHandle | None = None
+        # SMSC role: decides a bind (set by serve()); None refuses every bind.
+        self.on_bind: Callable[[Pdu], Awaitable[None]] | None = None
+
+    # --- public API -------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self.session.state
+
+    @property
+    def bind_type(self) -> BindType | None:
+        return self.session.bind_type
+
+    @property
+    def system_id(self) -> str | None:
+        """The peer's system_id once bound."""
+        return self.session.system_id
+
+    @property
+    def window_in_use(self) -> int:
+        """How many window slots our requests hold now."""
+        return self._in_flight
+
+    @property
+    def closed(self) -> bool:
+        """True once close/unbind began or the connection is gone."""
+        return self._closing or self._lost
+
+    # The timeouts below are SMPP response timers (one timer per request that also frees
+    # its window slot and tells the session to forget it), not cancel scopes.
+    async def request(self, pdu: Pdu, timeout: float | None = None) -> Pdu:  # noqa: ASYNC109
+        """Send a request and return its response (which may carry an error status).
+
+        Waits for a window slot first. Raises ResponseTimeout after `timeout` seconds
+        (default: response_timeout), SessionClosed if the connection is or goes away,
+        LocalProtocolError if the PDU is not allowed now, PduError if it cannot be
+        encoded. A generic_nack from the peer is returned like any other response.
+        """
+        if self._closing or self._lost:
+            raise SessionClosed("session is closed")
+        await self._acquire_slot()
+        try:
+            return await self._roundtrip(pdu, self.response_timeout if timeout is None else timeout)
+        finally:
+            self._release_slot()
+
+    def send(self, pdu: Pdu) -> int:
+        """Queue a PDU without waiting: a response, or a request whose answer you ignore."""
+        if self._lost:
+            raise SessionClosed("session is closed")
+        seq = self.session.send(pdu)
+        self._schedule_flush()
+        self._close_if_done()
+        return seq
+
+    async def unbind(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """End the session politely: no new requests, wait for outstanding ones, unbind.
+
+        Whatever happens within `timeout` (peer silent, connection lost) the connection
+        is closed when this returns.
+        """
+        if self._lost:
+            return
+        self._closing = True
+        deadline = self._loop.time() + timeout
+        try:
+            if self._waiters:
+                self._idle_waiter = self._loop.create_future()
+                await asyncio.wait_for(self._idle_waiter, max(0.0, deadline - self._loop.time()))
+            if self.session.state in BOUND_STATES:
+                await self._roundtrip(Unbind(), max(0.001, deadline - self._loop.time()))
+        except (TimeoutError, SessionClosed, LocalProtocolError) as exc:
+            log.info("unbind from %s did not complete cleanly: %s", self.peer, exc)
+        finally:
+            self._idle_waiter = None
+        self.close()
+        try:
+            await asyncio.wait_for(self.wait_closed(), max(0.1, deadline - self._loop.time()))
+        except TimeoutError:
+            self.abort()
+
+    def close(self) -> None:
+        """Close after sending what is queued. Waiting requests fail with SessionClosed."""
+        self._closing = True
+        self._flush()
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once, discarding anything unsent."""
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def wait_closed(self) -> None:
+        """Return once the connection is gone."""
+        await asyncio.shield(self._closed_future)
+
+    # --- window -------------------------------------------------------------------------
+
+    async def _acquire_slot(self) -> None:
+        if self._in_flight < self.window and not self._slot_waiters:
+            self._in_flight += 1
+            return
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await waiter  # the releaser hands its slot over: _in_flight stays the same
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release_slot()  # we were given a slot but will not use it
+            raise
+
+    def _release_slot(self) -> None:
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._in_flight -= 1
+
+    # --- requests and responses ----------------------------------------------------
+
+    async def _roundtrip(self, pdu: Pdu, timeout: float) -> Pdu:  # noqa: ASYNC109
+        if self._write_paused:
+            await self._wait_writable()
+        if self._lost:
+            raise SessionClosed("session is closed")
+        seq = self.session.send(pdu)
+        future: asyncio.Future[Pdu] = self._loop.create_future()
+        handle = self._loop.call_later(timeout, self._expire, seq, timeout) if timeout else None
+        self._waiters[seq] = (future, handle)
+        if self.session.pending_output >= _EAGER_FLUSH:
+            self._flush()  # lets the transport call pause_writing before more is queued
+        else:
+            self._schedule_flush()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            entry = self._waiters.pop(seq, None)
+            if entry is not None:  # the caller gave up: stop expecting the answer
+                if entry[1] is not None:
+                    entry[1].cancel()
+                self.session.forget(seq)
+                self._check_idle()
+            raise
+
+    def _expire(self, seq: int, timeout: float) -> None:
+        entry = self._waiters.pop(seq, None)
+        if entry is None:
+            return
+        request = self.session.forget(seq)
+        future = entry[0]
+        if not future.done():
+            future.set_exception(
+                ResponseTimeout(request if request is not None else EnquireLink(seq), timeout)
+            )
+        self._check_idle()
+        self._close_if_done()
+
+    def _check_idle(self) -> None:
+        if self._idle_waiter is not None and not self._waiters and not self._idle_waiter.done():
+            self._idle_waiter.set_result(None)
+
+    # --- inbound requests ------------------------------------------------------------
+
+    def _failure_status(self) -> int:
+        # An ESME that cannot take a delivery now asks the SMSC to retry later.
+        if self.role is Role.ESME:
+            return CommandStatus.ESME_RX_T_APPN
+        return CommandStatus.ESME_RSYSERR
+
+    def _start_handler(self, pdu: Pdu) -> None:
+        if self._handlers_active >= self.inbound_limit:
+            # One read can hold many PDUs; those beyond the limit wait their turn here
+            # while the socket is not read, so at most inbound_limit handlers ever run.
+            self._backlog.append(pdu)
+            return
+        handler = self.on_request
+        if handler is None:
+            if pdu.response_class is not None:
+                self.session.send(make_response(pdu, self._failure_status()))
+            return
+        self._handlers_active += 1
+        if self._handlers_active >= self.inbound_limit:
+            self._pause_reading(_PAUSED_INBOUND)
+        self._spawn(self._run_handler(handler, pdu))
+
+    def _handler_done(self) -> None:
+        self._handlers_active -= 1
+        backlog = self._backlog
+        while backlog and self._handlers_active < self.inbound_limit and not self._lost:
+            self._start_handler(backlog.popleft())
+        if self._handlers_active < self.inbound_limit and not backlog:
+            self._resume_reading(_PAUSED_INBOUND)
+
+    async def _run_handler(self, handler: RequestHandler, pdu: Pdu) -> None:
+        response: Pdu | None
+        try:
+            response = await handler(pdu)
+        except Exception:
+            log.exception("on_request failed for %s from %s", type(pdu).__name__, self.peer)
+            response = (
+                make_response(pdu, self._failure_status())
+                if pdu.response_class is not None
+                else None
+            )
+        finally:
+            self._handler_done()
+        if response is None or self._lost:
+            return
+        try:
+            self.session.send(response)
+        except (LocalProtocolError, PduError) as exc:
+            log.error("cannot send the answer to %s: %s", type(pdu).__name__, exc)
+            return
+        self._schedule_flush()
+        self._close_if_done()
+
+    async def _answer_bind(self, pdu: Pdu) -> None:
+        if self.on_bind is None:
+            self.send(make_response(pdu, CommandStatus.ESME_RBINDFAIL))
+            self.close()
+            return
+        await self.on_bind(pdu)
+
+    # --- protocol callbacks -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.peer = transport.get_extra_info("peername")
+        self._last_rx = self._loop.time()
+        if self.enquire_link_interval:
+            self._keepalive = self._loop.call_later(
+                self.enquire_link_interval, self._keepalive_tick
+            )
+
+    def data_received(self, data: bytes) -> None:
+        self._last_rx = self._loop.time()
+        events = self.session.receive_data(data)
+        for event in events:
+            kind = type(event)
+            if kind is ResponseReceived:
+                request = event.request  # type: ignore[attr-defined]
+                if request is None:
+                    log.warning("generic_nack from %s: %s", self.peer, event.response)  # type: ignore[attr-defined]
+                    continue
+                entry = self._waiters.pop(request.sequence_number, None)
+                if entry is not None:
+                    future, handle = entry
+                    if handle is not None:
+                        handle.cancel()
+                    if not future.done():
+                        future.set_result(event.response)  # type: ignore[attr-defined]
+                    if self._idle_waiter is not None:
+                        self._check_idle()
+            elif kind is RequestReceived:
+                self._start_handler(event.pdu)  # type: ignore[attr-defined]
+            elif kind is BindRequested:
+                self._spawn(self._answer_bind(event.pdu))  # type: ignore[attr-defined]
+            elif kind is UnbindRequested:
+                self._closing = True
+                if self.session.state is State.UNBIND_RECEIVED:
+                    self._grace = self._loop.call_later(self.unbind_grace, self._force_unbind)
+            elif kind is ProtocolError:
+                log.warning(
+                    "protocol error from %s: %s%s",
+                    self.peer,
+                    event.detail,  # type: ignore[attr-defined]
+                    " (closing)" if event.fatal else "",  # type: ignore[attr-defined]
+                )
+        self._flush()
+        self._close_if_done()
+
+    def eof_received(self) -> bool:
+        self.session.receive_data(b"")
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._closing = True
+        if exc is not None:
+            log.info("connection to %s lost: %s", self.peer, exc)
+        if self.session.state is not State.CLOSED:
+            self.session.receive_data(b"")
+        for handle in (self._keepalive, self._grace):
+            if handle is not None:
+                handle.cancel()
+        waiters, self._waiters = self._waiters, {}
+        for future, timer in waiters.values():
+            if timer is not None:
+                timer.cancel()
+            if not future.done():
+                future.set_exception(SessionClosed(f"connection to {self.peer} closed"))
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(SessionClosed("connection closed"))
+        self._wake_writers()
+        self._check_idle()
+        if not self._closed_future.done():
+            self._closed_future.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._pause_reading(_PAUSED_WRITE)
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_writers()
+        self._resume_reading(_PAUSED_WRITE)
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _schedule_flush(self) -> None:
+        # Coalesce everything queued in one loop iteration into one write.
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        data = self.session.data_to_send()
+        if data and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def _close_if_done(self) -> None:
+        if self.session.state is State.CLOSED and not self._lost:
+            if self._grace is not None:
+                self._grace.cancel()
+            self.close()
+
+    def _force_unbind(self) -> None:
+        log.warning(
+            "on_request handlers still busy %gs after unbind; answering it", self.unbind_grace
+        )
+        self.session.finish_unbind()
+        self._close_if_done()
+
+    async def _wait_writable(self) -> None:
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    def _wake_writers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _pause_reading(self, reason: str) -> None:
+        if not self._read_paused and self._transport is not None and not self._lost:
+            self._transport.pause_reading()
+        self._read_paused.add(reason)
+
+    def _resume_reading(self, reason: str) -> None:
+        if reason not in self._read_paused:
+            return
+        self._read_paused.discard(reason)
+        if not self._read_paused and self._transport is not None and not self._lost:
+            self._transport.resume_reading()
+
+    def _keepalive_tick(self) -> None:
+        interval = self.enquire_link_interval
+        if self._lost or not interval:
+            return
+        idle = self._loop.time() - self._last_rx
+        if idle < interval:
+            self._keepalive = self._loop.call_later(interval - idle, self._keepalive_tick)
+            return
+        if not self._probing and self.session.state not in (State.CLOSED, State.UNBINDING):
+            self._probing = True
+            self._spawn(self._probe())
+        self._keepalive = self._loop.call_later(interval, self._keepalive_tick)
+
+    async def _probe(self) -> None:
+        try:
+            await self._roundtrip(EnquireLink(), self.enquire_link_timeout)
+        except ResponseTimeout:
+            log.warning(
+                "%s did not answer enquire_link within %gs: closing",
+                self.peer,
+                self.enquire_link_timeout,
+            )
+            self.abort()
+        except (SessionClosed, LocalProtocolError):
+            pass
+        finally:
+            self._probing = False
+
+
+# --- ESME role ------------------------------------------------------------------------
+
+
+async def connect(
+    host: str,
+    port: int,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    connect_timeout: float = 10.0,
+    **session_options: Any,
+) -> AsyncSession:
+    """Open a TCP (or TLS) connection to an SMSC; the session is OPEN, not bound yet.
+
+    `session_options` are AsyncSession's keyword arguments (window, on_request...).
+    """
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(connect_timeout):
+        _, protocol = await loop.create_connection(
+            lambda: AsyncSession(Role.ESME, **session_options),
+            host,
+            port,
+            ssl=ssl,
+            server_hostname=server_hostname if ssl is not None else None,
+        )
+    return protocol
+
+
+async def bind(
+    session: AsyncSession,
+    bind_type: BindType,
+    system_id: str,
+    password: str,
+    system_type: str = "",
+    timeout: float = 10.0,  # noqa: ASYNC109 - the bind response timer
+    *,
+    interface_version: int = 0x34,
+    addr_ton: int = 0,
+    addr_npi: int = 0,
+    address_range: str = "",
+) -> Pdu:
+    """Bind and return the bind response. Raises BindError (and closes) if refused."""
+    request = bind_type.request_class(
+        system_id=system_id,  # type: ignore[call-arg]
+        password=password,
+        system_type=system_type,
+        interface_version=interface_version,
+        addr_ton=addr_ton,
+        addr_npi=addr_npi,
+        address_range=address_range,
+    )
+    response = await session.request(request, timeout)
+    if response.command_status != CommandStatus.ESME_ROK or session.state not in BOUND_STATES:
+        session.close()
+        raise BindError(response.command_status or CommandStatus.ESME_RBINDFAIL)
+    return response
+
+
+# --- SMSC role ------------------------------------------------------------------------
+
+
+async def serve(
+    on_session: Callable[[AsyncSession], Any],
+    host: str,
+    port: int,
+    *,
+    authenticate: Authenticator,
+    ssl: _ssl.SSLContext | None = None,
+    system_id: str = "smsmesh",
+    bind_timeout: float = 10.0,
+    **session_options: Any,
+) -> asyncio.Server:
+    """Accept ESMEs. Each bind is answered with `authenticate(system_id, password,
+    bind_type, peer)`'s status; once bound, `on_session(session)` is called (it may be a
+    coroutine function). Set `session.on_request` there, or pass `on_request` in
+    `session_options` for every session.
+
+    A connection that has not bound within `bind_timeout` seconds is closed.
+    """
+    loop = asyncio.get_running_loop()
+
+    def factory() -> AsyncSession:
+        session = AsyncSession(Role.SMSC, **session_options)
+
+        async def decide(pdu: Pdu) -> None:
+            bind_type = BindType.of(pdu)
+            assert bind_type is not None
+            try:
+                status = await authenticate(
+                    getattr(pdu, "system_id", ""),
+                    getattr(pdu, "password", ""),
+                    bind_type,
+                    session.peer,
+                )
+            except Exception:
+                log.exception("authenticate failed for a bind from %s", session.peer)
+                status = CommandStatus.ESME_RBINDFAIL
+            if session._lost:
+                return
+            session.send(make_response(pdu, status, system_id=system_id))
+            if status != CommandStatus.ESME_ROK:
+                log.info(
+                    "refused %s bind from %s: %s",
+                    bind_type.value,
+                    session.peer,
+                    CommandStatus.describe(status),
+                )
+                session.close()
+                return
+            result = on_session(session)
+            if inspect.isawaitable(result):
+                session._spawn(result)
+
+        session.on_bind = decide
+
+        def unbound_timeout() -> None:
+            if session.state not in BOUND_STATES and not session.closed:
+                log.info("%s did not bind within %gs: closing", session.peer, bind_timeout)
+                session.close()
+
+        loop.call_later(bind_timeout, unbound_timeout)
+        return session
+
+    return await loop.create_server(factory, host, port, ssl=ssl)
