@@ -15,20 +15,20 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import yaml
 from pydantic import ValidationError
 
 from smsmesh.resources.models import (
     KINDS,
+    Resource,
     Secret,
     SecretKeyRef,
     SmppConnection,
     SmsApplication,
     SmscSimulator,
     SmsRoute,
-    _Resource,
 )
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,12 @@ def _pydantic_problems(exc: ValidationError) -> tuple[str, ...]:
 
 def parse_resource(
     doc: Mapping[str, Any], *, file: Path | None = None, document: int | None = None
-) -> _Resource | Secret | None:
-    """Validate one object. None (and a warning) for kinds smsmesh does not handle."""
+) -> Resource | Secret | None:
+    """Validate one object (a YAML document, or a body from the API server).
+
+    None for kinds smsmesh does not handle; `ResourceError` for an invalid object of a
+    kind it does handle.
+    """
     api_version, kind = doc.get("apiVersion"), doc.get("kind")
     metadata = doc.get("metadata")
     name = metadata.get("name") if isinstance(metadata, Mapping) else None
@@ -117,7 +121,7 @@ def parse_resource(
             )
         return None
     try:
-        return model.model_validate(doc)
+        return cast("Resource | Secret", model.model_validate(doc))
     except ValidationError as exc:
         raise ResourceError(
             "invalid",
@@ -148,7 +152,7 @@ class ResourceSet:
     warnings: list[str] = field(default_factory=list)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
 
-    def add(self, obj: _Resource | Secret) -> None:
+    def add(self, obj: Resource | Secret) -> None:
         """Add an object; a second object of the same kind and name is an error."""
         name = obj.metadata.name
         if isinstance(obj, SmppConnection):
