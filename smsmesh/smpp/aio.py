@@ -269,8 +269,14 @@ class AsyncSession(asyncio.Protocol):
 
     # --- requests and responses ----------------------------------------------------
 
-    async def _roundtrip(self, pdu: Pdu, timeout: float) -> Pdu:  # noqa: ASYNC109
-        if self._write_paused:
+    async def _roundtrip(
+        self,
+        pdu: Pdu,
+        timeout: float,  # noqa: ASYNC109
+        *,
+        wait_writable: bool = True,
+    ) -> Pdu:
+        if self._write_paused and wait_writable:
             await self._wait_writable()
         if self._lost:
             raise SessionClosed("session is closed")
@@ -355,12 +361,15 @@ class AsyncSession(asyncio.Protocol):
             )
         finally:
             self._handler_done()
-        if response is None or self._lost:
+        if response is None or self._lost or self.session.state is State.CLOSED:
             return
         try:
             self.session.send(response)
         except (LocalProtocolError, PduError) as exc:
             log.error("cannot send the answer to %s: %s", type(pdu).__name__, exc)
+            if isinstance(exc, PduError) and pdu.response_class is not None:
+                self.session.send(make_response(pdu, self._failure_status()))
+                self._schedule_flush()
             return
         self._schedule_flush()
         self._close_if_done()
@@ -464,7 +473,12 @@ class AsyncSession(asyncio.Protocol):
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task for %s failed", self.peer, exc_info=task.exception())
 
     def _schedule_flush(self) -> None:
         # Coalesce everything queued in one loop iteration into one write.
@@ -529,7 +543,9 @@ class AsyncSession(asyncio.Protocol):
 
     async def _probe(self) -> None:
         try:
-            await self._roundtrip(EnquireLink(), self.enquire_link_timeout)
+            # Not held back by write flow control: a peer that stopped reading must
+            # still be found dead by the probe's timer.
+            await self._roundtrip(EnquireLink(), self.enquire_link_timeout, wait_writable=False)
         except ResponseTimeout:
             log.warning(
                 "%s did not answer enquire_link within %gs: closing",
@@ -584,7 +600,11 @@ async def bind(
     addr_npi: int = 0,
     address_range: str = "",
 ) -> Pdu:
-    """Bind and return the bind response. Raises BindError (and closes) if refused."""
+    """Bind and return the bind response.
+
+    Raises BindError if refused, ResponseTimeout if unanswered; either way the
+    connection is closed, since an unbound connection is of no further use.
+    """
     request = bind_type.request_class(
         system_id=system_id,  # type: ignore[call-arg]
         password=password,
@@ -594,7 +614,11 @@ async def bind(
         addr_npi=addr_npi,
         address_range=address_range,
     )
-    response = await session.request(request, timeout)
+    try:
+        response = await session.request(request, timeout)
+    except ResponseTimeout:
+        session.abort()
+        raise
     if response.command_status != CommandStatus.ESME_ROK or session.state not in BOUND_STATES:
         session.close()
         raise BindError(response.command_status or CommandStatus.ESME_RBINDFAIL)
@@ -652,7 +676,12 @@ async def serve(
                 )
                 session.close()
                 return
-            result = on_session(session)
+            try:
+                result = on_session(session)
+            except Exception:
+                log.exception("on_session failed for %s", session.peer)
+                session.close()
+                return
             if inspect.isawaitable(result):
                 session._spawn(result)
 

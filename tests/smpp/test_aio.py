@@ -31,6 +31,7 @@ from smsmesh.smpp.pdu import (
     SubmitSmResp,
     Tag,
     Tlv,
+    Unbind,
     make_response,
 )
 from smsmesh.smpp.session import State
@@ -337,6 +338,49 @@ async def test_inbound_concurrency_is_bounded(smsc: Smsc) -> None:
     await client.unbind(timeout=WAIT)
 
 
+async def test_peer_unbind_waits_for_the_handler_to_ack(smsc: Smsc) -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def on_request(pdu: Pdu) -> Pdu | None:
+        started.set()
+        await release.wait()
+        return make_response(pdu)
+
+    client = await bound_client(smsc, BindType.RECEIVER, on_request=on_request)
+    (server_side,) = smsc.sessions
+    delivery = asyncio.ensure_future(server_side.request(DeliverSm(), timeout=WAIT))
+    await asyncio.wait_for(started.wait(), WAIT)
+    server_side.send(Unbind())
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.wait_closed(), 0.2)  # still owes the delivery's ack
+    assert client.state is State.UNBIND_RECEIVED
+    release.set()
+    assert (await asyncio.wait_for(delivery, WAIT)).command_status == S.ESME_ROK
+    await asyncio.wait_for(client.wait_closed(), WAIT)
+    await asyncio.wait_for(server_side.wait_closed(), WAIT)
+
+
+async def test_peer_unbind_stops_waiting_for_a_stuck_handler(smsc: Smsc) -> None:
+    started = asyncio.Event()
+
+    async def on_request(pdu: Pdu) -> Pdu | None:
+        started.set()
+        await asyncio.Event().wait()  # never answers
+        return None
+
+    client = await bound_client(smsc, on_request=on_request, unbind_grace=0.2)
+    (server_side,) = smsc.sessions
+    delivery = asyncio.ensure_future(server_side.request(DeliverSm(), timeout=WAIT))
+    await asyncio.wait_for(started.wait(), WAIT)
+    server_side.send(Unbind())
+    await asyncio.wait_for(client.wait_closed(), WAIT)
+    with pytest.raises(SessionClosed):
+        await asyncio.wait_for(delivery, WAIT)
+    for task in list(client._tasks):
+        task.cancel()
+
+
 async def test_smsc_cannot_deliver_to_a_transmitter(smsc: Smsc) -> None:
     client = await bound_client(smsc, BindType.TRANSMITTER)
     (server_side,) = smsc.sessions
@@ -362,7 +406,14 @@ async def test_a_peer_that_stops_reading_creates_backpressure() -> None:
 
     server = await asyncio.start_server(stalls, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = await connect("127.0.0.1", port, connect_timeout=WAIT, window=400)
+    client = await connect(
+        "127.0.0.1",
+        port,
+        connect_timeout=WAIT,
+        window=400,
+        enquire_link_interval=0.5,
+        enquire_link_timeout=0.5,
+    )
     try:
         await bind(client, BindType.TRANSMITTER, "esme", "secret", timeout=WAIT)
         big = SubmitSm(tlvs=(Tlv(Tag.MESSAGE_PAYLOAD, b"x" * 60_000),))
@@ -382,7 +433,8 @@ async def test_a_peer_that_stops_reading_creates_backpressure() -> None:
         # Requests now wait instead of piling 24 MB into the transport's buffer.
         assert transport.get_write_buffer_size() < 512 * 1024
         assert client.session.outstanding < 400
-        client.abort()
+        # The keep-alive probe is not held back by flow control: it finds the peer dead.
+        await asyncio.wait_for(client.wait_closed(), WAIT)
         results = await asyncio.wait_for(asyncio.gather(*requests, return_exceptions=True), WAIT)
         assert all(isinstance(r, SessionClosed) for r in results)
     finally:
