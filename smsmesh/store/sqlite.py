@@ -16,6 +16,14 @@ Sharing one file between processes safely:
   the last commits before a power cut (never a process crash) for fewer fsyncs.
 - Connectors wait for work on Unix datagram sockets (`smsmesh.store.wakeup`), so
   nobody polls the file.
+
+Receipt correlation: each part's smsc id is stored under every form
+`id_candidates` gives (table part_keys), so a receipt quoting any of its own forms
+finds the part with one indexed lookup, hex vs decimal in both directions and with
+or without leading zeros. A receipt that matches nothing yet is kept (orphan_receipts)
+and applied by the record_submits that stores its part: SMSCs often send the receipt
+right after submit_sm_resp, before the connector has recorded the submit. Orphans
+nobody claimed are dropped by `expire` once older than `receipt_grace`.
 """
 
 from __future__ import annotations
@@ -159,6 +167,9 @@ class _Engine:
                 raise StoreError(f"{self._path}: could not switch to WAL (journal_mode={mode})")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             conn.execute("PRAGMA temp_store = MEMORY")
+            # Truncate the WAL file back to 64 MiB after checkpoints, so a burst does not
+            # leave a huge file behind.
+            conn.execute("PRAGMA journal_size_limit = 67108864")
             migrate(conn)
         except BaseException:
             conn.close()
@@ -369,7 +380,8 @@ class _Engine:
                 """UPDATE messages SET state = 'dispatching', attempts = attempts + 1,
                                        updated_at = ?
                    WHERE id IN (
-                       SELECT id FROM messages
+                       -- the claim index yields rows in claim order: no sort, early stop
+                       SELECT id FROM messages INDEXED BY messages_claim
                        WHERE connection = ? AND state = 'queued'
                          AND not_before <= ? AND expires_at > ?
                        ORDER BY priority DESC, created_at, rowid
@@ -754,7 +766,13 @@ class _Engine:
 
     def connection_states(self) -> dict[str, ConnectionState]:
         rows = self.conn.execute("SELECT name, state FROM connections").fetchall()
-        return {name: ConnectionState(**json.loads(state)) for name, state in rows}
+        known = {f.name for f in dataclasses.fields(ConnectionState)}
+        out: dict[str, ConnectionState] = {}
+        for name, state in rows:
+            # Tolerate fields written by a newer or older smsmesh during a rolling upgrade.
+            values = {k: v for k, v in json.loads(state).items() if k in known}
+            out[name] = ConnectionState(**values)
+        return out
 
     def add_events(self, events: Sequence[tuple[str, Event]]) -> None:
         with self._write() as tx:

@@ -37,7 +37,11 @@ _counter = itertools.count(1)
 
 
 class Backend:
-    """Opens store handles on one fresh database, as separate processes would."""
+    """Opens store handles on one fresh database, as separate processes would.
+
+    Each test gets its own empty database (SQLite: a file in tmp_path). A PostgreSQL
+    backend must do the same, e.g. with a schema per test created from POSTGRES_URL.
+    """
 
     def __init__(self, name: str, tmp_path: Path) -> None:
         self.name = name

@@ -281,3 +281,13 @@ async def test_failover_wakes_the_next_connection(backend: Backend) -> None:
     await first.record_submits([requeue(message_id, failover=True)])
     assert await asyncio.wait_for(waiter, 10) is True
     assert await claim_ids(second, CONN_B, now=T0 + 30) == [message_id]
+
+
+async def test_a_failing_batch_changes_nothing(store: Store) -> None:
+    existing = await accept_one(store)
+    fresh = new_message()
+    clash = new_message(id=existing)  # the same id again, without an idempotency key
+    with pytest.raises(StoreError):
+        await store.accept([fresh, clash])
+    assert await store.get_message(fresh.id) is None
+    assert await store.queue_depths() == {CONN: 1}
