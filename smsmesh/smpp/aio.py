@@ -30,7 +30,7 @@ import logging
 import ssl as _ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from smsmesh.smpp.codec import DEFAULT_MAX_PDU_SIZE, PduError
 from smsmesh.smpp.pdu import (
@@ -384,9 +384,9 @@ class AsyncSession(asyncio.Protocol):
     # --- protocol callbacks -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self.peer = transport.get_extra_info("peername")
+        # uvloop's transports implement the interface without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        self.peer = self._transport.get_extra_info("peername")
         self._last_rx = self._loop.time()
         if self.enquire_link_interval:
             self._keepalive = self._loop.call_later(

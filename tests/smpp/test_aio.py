@@ -514,3 +514,26 @@ async def test_smpplib_client_binds_and_submits(smsc: Smsc) -> None:
     assert unbind_resp.command == "unbind_resp"
     (server_side,) = smsc.sessions
     await asyncio.wait_for(server_side.wait_closed(), WAIT)
+
+
+def test_works_on_uvloop() -> None:
+    """The connector runs on uvloop, whose transports are not asyncio.Transport subclasses."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> None:
+        server = Smsc()
+        await server.start()
+        try:
+            client = await bound_client(server, window=20)
+            responses = await asyncio.wait_for(
+                asyncio.gather(*(client.request(submit(), timeout=WAIT) for _ in range(200))),
+                WAIT,
+            )
+            assert all(r.command_status == S.ESME_ROK for r in responses)
+            assert server.max_pending <= 20
+            await client.unbind(timeout=WAIT)
+            assert client.state is State.CLOSED
+        finally:
+            await server.stop()
+
+    uvloop.run(scenario())
