@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
 import struct
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -537,3 +540,61 @@ def test_works_on_uvloop() -> None:
             await server.stop()
 
     uvloop.run(scenario())
+
+
+async def test_tls_bind_and_submit(tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl command not available to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = await asyncio.create_subprocess_exec(
+        openssl,
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=DNS:localhost",
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert await asyncio.wait_for(made.wait(), 30) == 0
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))  # verifies chain and hostname
+
+    server = Smsc()
+    await server.start(ssl=server_ctx)
+    try:
+        client = await connect(
+            "127.0.0.1",
+            server.port,
+            ssl=client_ctx,
+            server_hostname="localhost",
+            connect_timeout=WAIT,
+        )
+        await bind(client, BindType.TRANSMITTER, "esme", "secret", timeout=WAIT)
+        response = await client.request(submit(), timeout=WAIT)
+        assert response.command_status == S.ESME_ROK
+        await client.unbind(timeout=WAIT)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await connect(
+                "127.0.0.1",
+                server.port,
+                ssl=client_ctx,
+                server_hostname="other",
+                connect_timeout=WAIT,
+            )
+    finally:
+        await server.stop()
