@@ -1,0 +1,176 @@
+"""Delivery receipt correlation on SQLite: matching ids, applying states, orphans.
+
+Each part's smsc id is stored under every form `id_candidates` gives (table
+part_keys), so a receipt quoting any of its own forms finds the part with one
+indexed lookup: hex vs decimal in both directions, with or without leading zeros.
+When several parts match (hex/decimal readings are ambiguous for short ids), the
+reading this connection has shown before wins, then the closest id. A receipt that
+matches nothing yet is kept (orphan_receipts) and applied by the record_submits that
+stores its part: SMSCs often send the receipt right after submit_sm_resp, before the
+connector has recorded the submit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from smsmesh.model import MessageStatus, Receipt, ReceiptMatch, ReceiptState
+from smsmesh.smpp.receipt import id_candidates
+from smsmesh.store.rules import (
+    MatchMode,
+    State,
+    canonical_smsc_id,
+    final_outcome,
+    has_several_readings,
+    match_mode,
+    match_quality,
+    public_status,
+)
+from smsmesh.store.sqlite_tx import Tx, finalize, qmarks
+
+
+class ReceiptCorrelator:
+    """Receipt matching for one store; lives on the store's thread with its transactions."""
+
+    def __init__(self) -> None:
+        # Per connection: how often each hex/decimal reading decided an unambiguous
+        # receipt. Only the connection's own connector records its receipts, so what
+        # this process learned is what there is to know.
+        self._modes: dict[str, dict[MatchMode, int]] = {}
+
+    def record(self, tx: Tx, receipt: Receipt) -> ReceiptMatch:
+        """Match one receipt to a part and apply it, or keep it for a later submit."""
+        candidates = id_candidates(receipt.smsc_message_id)
+        received = candidates[0]
+        if not received:
+            return ReceiptMatch(receipt, None, None, None)  # no id: nothing could ever match
+        rows = tx.conn.execute(
+            f"""SELECT DISTINCT k.message_id, k.part, p.smsc_key, p.state, p.updated_at, m.state
+                FROM part_keys k
+                JOIN parts p ON p.message_id = k.message_id AND p.part = k.part
+                JOIN messages m ON m.id = k.message_id
+                WHERE k.connection = ? AND k.key IN ({qmarks(len(candidates))})""",
+            (receipt.connection, *candidates),
+        ).fetchall()
+        if not rows:
+            self._keep_orphan(tx, receipt, candidates)
+            return ReceiptMatch(receipt, None, None, None)
+        seen = self._modes.setdefault(receipt.connection, {})
+        if len(rows) == 1 and has_several_readings(received):
+            # An unambiguous match of an id that hex and decimal read differently
+            # teaches how this connection's SMSC writes its ids.
+            mode = match_mode(rows[0][2], received)
+            seen[mode] = seen.get(mode, 0) + 1
+
+        def rank(row: tuple[Any, ...]) -> tuple[int, int, bool, float]:
+            # The reading this connection has shown most, then the closest id; among
+            # equals a part still waiting beats a finished one (SMSCs reuse ids), then
+            # the most recent submit.
+            evidence = seen.get(match_mode(row[2], received), 0)
+            final = row[3] is not None and ReceiptState(row[3]).is_final
+            return (-evidence, match_quality(row[2], received), final, -row[4])
+
+        message_id, part, _, part_state, _, message_state = min(rows, key=rank)
+        status = self._apply_receipt(
+            tx, message_id, part, receipt, part_state, message_state, late=False
+        )
+        return ReceiptMatch(receipt, message_id, part, status)
+
+    def _keep_orphan(self, tx: Tx, receipt: Receipt, candidates: Sequence[str]) -> None:
+        """Keep a receipt nobody matches yet: its submit may still be on its way."""
+        cursor = tx.conn.execute(
+            """INSERT INTO orphan_receipts
+               (connection, smsc_id, state, at, error_code, raw, received_at)
+               VALUES (?,?,?,?,?,?,?)""",
+            (receipt.connection, receipt.smsc_message_id, receipt.state.value, receipt.at,
+             receipt.error_code, receipt.raw, receipt.at),
+        )  # fmt: skip
+        tx.conn.executemany(
+            "INSERT OR IGNORE INTO orphan_keys (connection, key, orphan_id) VALUES (?,?,?)",
+            [(receipt.connection, key, cursor.lastrowid) for key in candidates],
+        )
+        tx.orphans_possible = True
+
+    def _apply_receipt(
+        self,
+        tx: Tx,
+        message_id: str,
+        part: int,
+        receipt: Receipt,
+        part_state: str | None,
+        message_state: str,
+        *,
+        late: bool,
+    ) -> MessageStatus:
+        """Record a matched receipt on its part; finalise the message when all parts are."""
+        if part_state is not None and (
+            ReceiptState(part_state).is_final or part_state == receipt.state.value
+        ):
+            return public_status(message_state)  # a repeat: nothing changes
+        tx.conn.execute(
+            "UPDATE parts SET state = ?, error_code = ?, updated_at = ? "
+            "WHERE message_id = ? AND part = ?",
+            (receipt.state.value, receipt.error_code, receipt.at, message_id, part),
+        )
+        detail: dict[str, Any] = {
+            "part": part,
+            "state": receipt.state.value,
+            "smsc_id": receipt.smsc_message_id,
+        }
+        if receipt.error_code:
+            detail["error_code"] = receipt.error_code
+        if receipt.raw:
+            detail["raw"] = receipt.raw
+        if late:
+            detail["arrived_before_submit"] = True
+        tx.event(message_id, receipt.at, "receipt", None, receipt.connection, detail)
+        if message_state != State.SUBMITTED or not receipt.state.is_final:
+            return public_status(message_state)
+        parts = tx.conn.execute(
+            "SELECT part, smsc_id, state, error_code FROM parts WHERE message_id = ? ORDER BY part",
+            (message_id,),
+        ).fetchall()
+        outcome = final_outcome([(p, state, err) for p, _, state, err in parts])
+        if outcome is None:
+            return MessageStatus.SUBMITTED
+        status, error = outcome
+        finalize(
+            tx, message_id, status, receipt.at, error, None, receipt.connection,
+            parts=[(p, sid, state) for p, sid, state, _ in parts],
+        )  # fmt: skip
+        return status
+
+    def apply_orphans(
+        self, tx: Tx, message_id: str, connection: str, parts: list[tuple[int, str]]
+    ) -> None:
+        """Apply receipts that arrived before this submit was recorded."""
+        if tx.orphans_possible is None:
+            found = tx.conn.execute("SELECT EXISTS (SELECT 1 FROM orphan_receipts)").fetchone()
+            tx.orphans_possible = bool(found[0])
+        if not tx.orphans_possible:
+            return
+        best: dict[int, tuple[int, int, tuple[Any, ...]]] = {}  # orphan id -> quality, part, row
+        for part, smsc_id in parts:
+            candidates = id_candidates(smsc_id)
+            rows = tx.conn.execute(
+                f"""SELECT DISTINCT o.id, o.smsc_id, o.state, o.at, o.error_code, o.raw
+                    FROM orphan_keys k JOIN orphan_receipts o ON o.id = k.orphan_id
+                    WHERE k.connection = ? AND k.key IN ({qmarks(len(candidates))})""",
+                (connection, *candidates),
+            ).fetchall()
+            for row in rows:
+                quality = match_quality(candidates[0], canonical_smsc_id(row[1]))
+                if row[0] not in best or quality < best[row[0]][0]:
+                    best[row[0]] = (quality, part, row)
+        for orphan_id in sorted(best):  # in arrival order
+            _, part, (_, smsc_id, state, at, error_code, raw) = best[orphan_id]
+            receipt = Receipt(connection, smsc_id, ReceiptState(state), at, error_code, raw)
+            part_state, message_state = tx.conn.execute(
+                """SELECT p.state, m.state FROM parts p JOIN messages m ON m.id = p.message_id
+                   WHERE p.message_id = ? AND p.part = ?""",
+                (message_id, part),
+            ).fetchone()
+            self._apply_receipt(tx, message_id, part, receipt, part_state, message_state, late=True)
+            tx.conn.execute("DELETE FROM orphan_keys WHERE orphan_id = ?", (orphan_id,))
+            tx.conn.execute("DELETE FROM orphan_receipts WHERE id = ?", (orphan_id,))

@@ -1,0 +1,116 @@
+"""One SQLite write transaction and the steps every kind of write shares.
+
+A `Tx` collects the timeline events and the connections to wake while a store
+method runs; `finalize` is the one way a message reaches a final status (status,
+event and webhook job together), whichever path got it there.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from smsmesh.model import MessageStatus, WebhookKind
+from smsmesh.store.rules import status_payload
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def qmarks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class Tx:
+    """One write transaction: the connection plus what to do once it committed."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.events: list[tuple[Any, ...]] = []
+        self.wake: set[str] = set()
+        self.orphans_possible: bool | None = None
+
+    def event(
+        self,
+        message_id: str,
+        at: float,
+        kind: str,
+        status: MessageStatus | None = None,
+        connection: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        status_value = status.value if status is not None else None
+        self.events.append((message_id, at, kind, status_value, connection, dumps(detail or {})))
+
+
+INSERT_EVENT = (
+    "INSERT INTO events (message_id, at, kind, status, connection, detail) VALUES (?,?,?,?,?,?)"
+)
+INSERT_MESSAGE = """
+INSERT INTO messages (
+    id, application, source, destination, text, route, targets, target_index, connection,
+    state, priority, segments, attempts, not_before, expires_at, created_at, updated_at,
+    client_ref, callback_url, idempotency_key, trace_context
+) VALUES (?,?,?,?,?,?,?,0,?,'queued',?,?,0,0,?,?,?,?,?,?,?)
+"""
+INSERT_WEBHOOK = """
+INSERT INTO webhooks (
+    kind, url, payload, message_id, attempts, due_at, state, trace_context, created_at, updated_at
+) VALUES (?,?,?,?,0,?,'pending',?,?,?)
+"""
+
+
+def finalize(
+    tx: Tx,
+    message_id: str,
+    status: MessageStatus,
+    at: float,
+    error: str | None,
+    command_status: int | None,
+    connection: str | None,
+    detail: dict[str, Any] | None = None,
+    parts: Sequence[tuple[int, str, str | None]] | None = None,
+) -> None:
+    """Give a message its final status, its timeline event and its webhook job.
+
+    `parts` are (part, smsc id, state) when the caller has just read them.
+    """
+    tx.conn.execute(
+        """UPDATE messages SET state = ?, error = ?, updated_at = ?,
+                               command_status = coalesce(?, command_status)
+           WHERE id = ?""",
+        (status.value, error, at, command_status, message_id),
+    )
+    event_detail = dict(detail or {})
+    if error:
+        event_detail.setdefault("reason", error)
+    tx.event(message_id, at, status.value, status, connection, event_detail)
+    row = tx.conn.execute(
+        "SELECT callback_url, client_ref, destination, trace_context FROM messages WHERE id = ?",
+        (message_id,),
+    ).fetchone()
+    callback_url, client_ref, destination, trace_context = row
+    if not callback_url:
+        return
+    if parts is None:
+        parts = tx.conn.execute(
+            "SELECT part, smsc_id, state FROM parts WHERE message_id = ? ORDER BY part",
+            (message_id,),
+        ).fetchall()
+    payload = status_payload(
+        message_id=message_id,
+        status=status,
+        client_ref=client_ref,
+        destination=destination,
+        parts=parts,
+        error=error,
+        at=at,
+    )
+    tx.conn.execute(
+        INSERT_WEBHOOK,
+        (WebhookKind.STATUS.value, callback_url, dumps(payload), message_id, at,
+         trace_context, at, at),
+    )  # fmt: skip
