@@ -90,7 +90,11 @@ def _check_http_url(value: str) -> str:
 
 
 def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
-    """JSON-schema extra carrying CEL rules (rule, message) for the CRD."""
+    """JSON-schema extra carrying CEL rules (rule, message) for the CRD.
+
+    Guard every field a rule reads with has(): the API server also evaluates rules
+    against `default: {}` before nested defaults are filled in.
+    """
     return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
 
 
@@ -473,7 +477,8 @@ class Reconnect(_Wire):
     model_config = ConfigDict(
         json_schema_extra=_cel(
             (
-                "self.maxDelaySeconds >= self.initialDelaySeconds",
+                "!has(self.maxDelaySeconds) || !has(self.initialDelaySeconds)"
+                " || self.maxDelaySeconds >= self.initialDelaySeconds",
                 "reconnect.maxDelaySeconds must be >= reconnect.initialDelaySeconds",
             )
         )
@@ -618,6 +623,7 @@ class _Resource(_Wire):
 
     # The API server only asks custom resource names to be subdomains; smsmesh names
     # become pod, Service and env-var names, so it asks for labels, as local mode does.
+    # (A root rule cannot set fieldPath to metadata.name: kubectl shows the message only.)
     model_config = ConfigDict(
         json_schema_extra=_cel(
             (
