@@ -1,9 +1,9 @@
 """The `smsmesh` command: local mode, each process role, and tools for people at a terminal.
 
-    smsmesh up examples/local          whole gateway on this machine
-    smsmesh router|connector|simulate  one role (what a pod runs)
-    smsmesh send / status              talk to a running router
-    smsmesh crds                       regenerate the CRD YAML from the models
+smsmesh up examples/local          whole gateway on this machine
+smsmesh router|connector|simulate  one role (what a pod runs)
+smsmesh send / status              talk to a running router
+smsmesh crds                       regenerate the CRD YAML from the models
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _cmd_router(args: argparse.Namespace) -> int:
 
 
 def _cmd_connector(args: argparse.Namespace) -> int:
-    from smsmesh_connector.service import settings_from_resources, serve
+    from smsmesh_connector.service import serve, settings_from_resources
 
     runtime.setup_logging(args.log_level)
     settings = settings_from_resources(Path(args.resources), args.connection, args.store)
@@ -111,15 +111,14 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    status, reply = asyncio.run(
-        _http("GET", f"{args.url}/v1/messages/{args.id}", _api_key(args))
-    )
+    status, reply = asyncio.run(_http("GET", f"{args.url}/v1/messages/{args.id}", _api_key(args)))
     return _print_reply(status, reply)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="smsmesh", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="smsmesh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -50,7 +50,9 @@ async def wait_for_port(port: int, timeout: float, host: str = "127.0.0.1") -> N
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
         except (OSError, TimeoutError):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+                raise TimeoutError(
+                    f"nothing listens on {host}:{port} after {timeout:.0f} s"
+                ) from None
             await asyncio.sleep(0.05)
             continue
         writer.close()
@@ -195,7 +197,7 @@ class LocalGateway:
                 "Send a message:",
                 f"  curl -s {self.url}/v1/messages -H 'Authorization: Bearer {key}' \\",
                 "       -H 'Content-Type: application/json' \\",
-                "       -d '{\"to\": \"+31612345678\", \"from\": \"smsmesh\", \"text\": \"Hello\"}'",
+                '       -d \'{"to": "+31612345678", "from": "smsmesh", "text": "Hello"}\'',
                 "Then read its status and timeline:",
                 f"  curl -s {self.url}/v1/messages/<id> -H 'Authorization: Bearer {key}'",
             ]

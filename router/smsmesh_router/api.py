@@ -8,6 +8,7 @@ a final, reported state".
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
@@ -186,20 +187,21 @@ class MessagesApi:
         app = self.authenticate(request, config)
         idempotency_key = request.headers.get("Idempotency-Key")
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-            raise ApiError(
-                400, "invalid_idempotency_key", f"1 to {MAX_IDEMPOTENCY_KEY} characters"
-            )
+            raise ApiError(400, "invalid_idempotency_key", f"1 to {MAX_IDEMPOTENCY_KEY} characters")
         req = await self._parse(request)
         destination, sender, encoding, segments, routing_input = self._plan(app, config, req)
-        decision = config.routing.decide(routing_input, await self.health.current())
+        message_id = new_message_id()
+        decision = config.routing.decide(
+            replace(routing_input, split_key=message_id),
+            await self.health.current(),
+            explain=False,
+        )
         if decision.route is None or not decision.targets:
-            raise ApiError(
-                422, "no_route", "no SmsRoute matches this message", {"to": destination}
-            )
+            raise ApiError(422, "no_route", "no SmsRoute matches this message", {"to": destination})
         now = time.time()
         validity = req.validity_seconds or app.default_validity_seconds
         message = NewMessage(
-            id=new_message_id(),
+            id=message_id,
             application=app.name,
             source=sender,
             destination=destination,
