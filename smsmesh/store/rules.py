@@ -118,11 +118,13 @@ def status_payload(
     at: float,
 ) -> dict[str, Any]:
     """The JSON body of a `message.status` webhook; `parts` are (part, smsc id, state)."""
+    # Field names follow the HTTP API (`to`, `from`), so an application reads one vocabulary.
     return {
+        "event": "message.status",
         "id": message_id,
         "status": status.value,
         "client_ref": client_ref,
-        "destination": destination,
+        "to": destination,
         "parts": [{"part": p, "smsc_id": sid, "state": st} for p, sid, st in parts],
         "error": error,
         "at": at,
@@ -141,10 +143,11 @@ def inbound_payload(
 ) -> dict[str, Any]:
     """The JSON body of a `message.inbound` webhook."""
     return {
+        "event": "message.inbound",
         "id": message_id,
         "connection": connection,
-        "source": source,
-        "destination": destination,
+        "from": source,
+        "to": destination,
         "text": text,
         "received_at": received_at,
         "application": application,

@@ -38,10 +38,11 @@ async def test_delivered_receipt_finishes_the_message_with_a_webhook(store: Stor
     assert rec.status is MessageStatus.DELIVERED
     [job] = await all_webhooks(store)
     assert job.payload == {
+        "event": "message.status",
         "id": message_id,
         "status": "delivered",
         "client_ref": "r1",
-        "destination": rec.destination,
+        "to": rec.destination,
         "parts": [{"part": 1, "smsc_id": "9F3A", "state": "delivered"}],
         "error": None,
         "at": T0 + 31,

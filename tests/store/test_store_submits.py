@@ -127,10 +127,11 @@ async def test_permanent_outcomes_are_final_with_a_webhook(
     assert job.url == CALLBACK
     assert job.message_id == message_id
     assert job.payload == {
+        "event": "message.status",
         "id": message_id,
         "status": status.value,
         "client_ref": "c-9",
-        "destination": rec.destination,
+        "to": rec.destination,
         "parts": [],
         "error": "invalid destination",
         "at": T0 + 20,

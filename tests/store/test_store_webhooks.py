@@ -152,10 +152,11 @@ async def test_inbound_message_queues_a_webhook(store: Store) -> None:
     assert job.message_id == "mo-1"
     assert job.trace_context == {"traceparent": "00-aa-bb-01"}
     assert job.payload == {
+        "event": "message.inbound",
         "id": "mo-1",
         "connection": CONN,
-        "source": "4915112345678",
-        "destination": "12345",
+        "from": "4915112345678",
+        "to": "12345",
         "text": "STOP",
         "received_at": T0 + 5,
         "application": "app",
