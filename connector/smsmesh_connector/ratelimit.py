@@ -57,6 +57,11 @@ class RateLimiter:
         """The rate currently enforced (None: unlimited)."""
         return self._rate
 
+    def pending_delay(self) -> float:
+        """How long a send asked for now would wait (a throttle pause included),
+        without taking a slot."""
+        return max(0.0, self._tat - self._clock())
+
     def reserve(self) -> float:
         """Take the next slot; return how long the caller must wait before sending."""
         now = self._clock()

@@ -1,0 +1,150 @@
+"""The inbound half of a connector: deliver_sm / data_sm from the SMSC.
+
+Accepted means durable, for receipts as for MOs: a request is answered ESME_ROK only
+after the store committed what it carried (group commit through a `Batcher`, so many
+concurrent answers share one transaction). If the store fails, the answer is
+ESME_RX_T_APPN, which tells the SMSC to deliver it again later. A receipt that names no
+message id is answered ESME_ROK anyway (re-sending would not add the id), counted and
+logged. Concatenated MOs are reassembled when their parts arrive together; see `mo`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from smsmesh.batching import Batcher
+from smsmesh.model import InboundMessage, Receipt, ReceiptMatch, new_message_id
+from smsmesh.smpp.pdu import (
+    ESM_CLASS_UDHI,
+    CommandStatus,
+    DataSm,
+    DeliverSm,
+    Pdu,
+    Tag,
+    make_response,
+)
+from smsmesh.smpp.receipt import ReceiptError, receipt_from_deliver
+from smsmesh.smpp.text import decode, parse_concat
+from smsmesh.store import Store
+from smsmesh_connector.mo import MoAssembler
+from smsmesh_connector.settings import ConnectorSettings
+from smsmesh_connector.state import ConnectorState
+
+log = logging.getLogger("smsmesh.connector")
+
+OK = CommandStatus.ESME_ROK
+RETRY_LATER = CommandStatus.ESME_RX_T_APPN
+
+
+class InboundHandler:
+    def __init__(self, settings: ConnectorSettings, store: Store, state: ConnectorState) -> None:
+        self._settings = settings
+        self._name = settings.name
+        self._store = store
+        self._counters = state.counters
+        self._receipts: Batcher[Receipt, ReceiptMatch] = Batcher(
+            store.record_receipts, name=f"{settings.name}-receipts"
+        )
+        self._mos: Batcher[InboundMessage, None] = Batcher(
+            self._record_inbound, name=f"{settings.name}-inbound"
+        )
+        self.assembler = MoAssembler(self._store_text, settings.mo_reassembly_wait)
+
+    async def handle(self, pdu: Pdu) -> Pdu | None:
+        """`AsyncSession.on_request`: the response to send for a request from the SMSC."""
+        if isinstance(pdu, DeliverSm):
+            status = await self._message(
+                pdu, pdu.esm_class, pdu.data_coding, pdu.short_message, pdu.source_addr,
+                pdu.destination_addr,
+            )  # fmt: skip
+            return make_response(pdu, status)
+        if isinstance(pdu, DataSm):
+            status = await self._message(
+                pdu, pdu.esm_class, pdu.data_coding, b"", pdu.source_addr, pdu.destination_addr
+            )
+            return make_response(pdu, status)
+        if pdu.response_class is None:
+            return None  # alert_notification and the like: nothing to answer
+        return make_response(pdu, CommandStatus.ESME_RINVCMDID)
+
+    def session_lost(self) -> None:
+        """Parts held for reassembly can no longer be answered; the SMSC re-sends them."""
+        self.assembler.discard()
+
+    async def close(self) -> None:
+        """Finish what is being stored (call after the session is closed)."""
+        await self.assembler.close()
+        await self._receipts.close()
+        await self._mos.close()
+
+    # -- receipts and MOs -----------------------------------------------------------------
+
+    async def _message(
+        self,
+        pdu: Pdu,
+        esm_class: int,
+        data_coding: int,
+        short_message: bytes,
+        source: str,
+        destination: str,
+    ) -> int:
+        tlvs: dict[int, bytes] = {}
+        for tlv in pdu.tlvs:
+            tlvs.setdefault(tlv.tag, tlv.value)  # the first occurrence counts
+        try:
+            receipt = receipt_from_deliver(
+                esm_class, data_coding, short_message, tlvs, self._name, time.time()
+            )
+        except ReceiptError:
+            self._counters.receipts_malformed += 1
+            log.warning(
+                "%s: delivery receipt without a message id (esm_class 0x%02X) acknowledged "
+                "and dropped",
+                self._name,
+                esm_class,
+            )
+            return OK
+        if receipt is not None:
+            return await self._receipt(receipt)
+        body = short_message or tlvs.get(Tag.MESSAGE_PAYLOAD, b"")
+        info, payload = parse_concat(body, bool(esm_class & ESM_CLASS_UDHI))
+        if info is not None and info.total > 1:
+            return await self.assembler.add(source, destination, info, payload, data_coding)
+        return await self._store_text(source, destination, decode(payload, data_coding))
+
+    async def _receipt(self, receipt: Receipt) -> int:
+        try:
+            match = await self._receipts.submit(receipt)
+        except Exception as exc:
+            log.warning("%s: storing a receipt failed (SMSC asked to retry): %s", self._name, exc)
+            return RETRY_LATER
+        self._counters.receipts += 1
+        if match.message_id is None:
+            self._counters.receipts_unmatched += 1
+        return OK
+
+    async def _store_text(self, source: str, destination: str, text: str) -> int:
+        application, webhook_url = self._settings.inbound_target(destination)
+        message = InboundMessage(
+            id=new_message_id(),
+            connection=self._name,
+            source=source,
+            destination=destination,
+            text=text,
+            received_at=time.time(),
+            application=application,
+            webhook_url=webhook_url,
+        )
+        try:
+            await self._mos.submit(message)
+        except Exception as exc:
+            log.warning("%s: storing an MO failed (SMSC asked to retry): %s", self._name, exc)
+            return RETRY_LATER
+        self._counters.mo += 1
+        return OK
+
+    async def _record_inbound(self, messages: Sequence[InboundMessage]) -> list[None]:
+        await self._store.record_inbound(messages)
+        return [None] * len(messages)
