@@ -189,6 +189,7 @@ class ReceiptDelivery:
         if isinstance(origin, Receiver) and not origin.closed and len(origin.own) < limit:
             origin.own.append(receipt)
             origin.wake_one()
+            self._notify()
             return
         account = self._account(receipt.system_id)
         shared = account.shared
@@ -199,6 +200,7 @@ class ReceiptDelivery:
         for receiver in account.receivers:
             if receiver.wake_one():
                 break
+        self._notify()
 
     # --- receivers --------------------------------------------------------------------
 
@@ -264,6 +266,7 @@ class ReceiptDelivery:
         counters = self.counters
         receipt.attempts += 1
         counters.receipts_sent += 1
+        self._notify()
         try:
             response = await receiver.session.request(
                 receipt_pdu(receipt, settings.receipt_mode), settings.deliver_timeout

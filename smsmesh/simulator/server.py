@@ -135,7 +135,7 @@ class Simulator:
             f", error rate {settings.error_rate:g}" if settings.error_rate else "",
         )
 
-    async def stop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def stop(self, timeout: float = 5.0) -> None:
         """Stop listening, unbind every session (waiting up to `timeout` for each), close."""
         server = self._server
         if server is None:
@@ -218,7 +218,7 @@ class Simulator:
 
     # --- waiting, for tests -----------------------------------------------------------
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         """Return once `predicate()` is true; re-checked whenever counters, sessions or
         `received` change. Raises TimeoutError (with the counters) after `timeout`."""
         if predicate():
@@ -238,11 +238,11 @@ class Simulator:
             if entry in self._waiters:
                 self._waiters.remove(entry)
 
-    async def wait_submits(self, n: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async def wait_submits(self, n: int, timeout: float = 10.0) -> None:
         """Return once at least `n` submit_sm have been received (answered either way)."""
         await self.wait_for(lambda: self.counters.submits >= n, timeout)
 
-    async def wait_sessions(self, n: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async def wait_sessions(self, n: int, timeout: float = 10.0) -> None:
         """Return once exactly `n` bound sessions are open."""
         await self.wait_for(lambda: self.sessions == n, timeout)
 
@@ -406,7 +406,7 @@ class Simulator:
         text: str,
         *,
         system_id: str | None = None,
-        timeout: float = 10.0,  # noqa: ASYNC109
+        timeout: float = 10.0,
     ) -> None:
         """Deliver an MO message (deliver_sm, esm_class 0) to a bound receiver of
         `system_id` (any receiver when None) and return once the client acknowledged
@@ -457,10 +457,13 @@ class Simulator:
                     log.info("simulated MO to %r not delivered: %s", system_id, exc)
 
 
-async def serve(settings: SimulatorSettings, stop: asyncio.Event) -> int:
+async def serve(
+    settings: SimulatorSettings, stop: asyncio.Event, *, ready: asyncio.Event | None = None
+) -> int:
     """Run the simulator until `stop` is set, then unbind every session and close.
 
-    Returns 0, or 1 if the address could not be listened on.
+    `ready` (if given) is set once the socket listens. Returns 0, or 1 if the address
+    could not be listened on.
     """
     simulator = Simulator(settings)
     try:
@@ -468,6 +471,8 @@ async def serve(settings: SimulatorSettings, stop: asyncio.Event) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc)
         return 1
+    if ready is not None:
+        ready.set()
     try:
         await stop.wait()
     finally:

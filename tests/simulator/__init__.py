@@ -1,0 +1,1 @@
+"""SMSC simulator tests."""
