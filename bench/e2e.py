@@ -1,0 +1,493 @@
+"""End-to-end benchmark of local mode: HTTP -> router -> SQLite -> connector -> SMPP -> simulator.
+
+    make bench            # or: .venv/bin/python -m bench.e2e --output bench/results.json
+
+Every process is real and separate, as in `smsmesh up`: the router and the connector are
+`smsmesh` subprocesses sharing one SQLite file, the simulator runs in its own process,
+and this process is the load generator (and webhook receiver). All on 127.0.0.1.
+
+Scenarios (each with fresh processes and a fresh store):
+  baseline      an SMPP client of smsmesh's core straight to the simulator: the ceiling
+  throughput    N messages over HTTP, window 100, no TPS limit, receipts off
+  receipts      the same with a receipt for every message, sent instantly
+  latency       a steady 500 messages/s: accept -> submit_sm and the receipt round trip
+  tps           a TPS limit of 200 with a backlog: achieved rate and 100 ms smoothness
+Ratios are against runs in the same invocation (throughput/baseline, receipts/throughput),
+so the figures compare on any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+API_KEY = "bench-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(percentile(values, 50) * 1000, 2),
+        "p95_ms": round(percentile(values, 95) * 1000, 2),
+        "p99_ms": round(percentile(values, 99) * 1000, 2),
+        "max_ms": round(max(values) * 1000, 2) if values else float("nan"),
+    }
+
+
+# -- the simulator, in its own process ---------------------------------------------------
+
+
+def _simulator_main(port: int, options: dict[str, Any], pipe: Connection) -> None:
+    import uvloop
+
+    from smsmesh.simulator.server import Simulator
+
+    async def main() -> None:
+        sim = Simulator(host="127.0.0.1", port=port, window=100, **options)
+        await sim.start()
+        pipe.send("ready")
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def on_command() -> None:
+            command = pipe.recv()
+            if command == "count":
+                pipe.send(sim.counters.submits)
+            else:
+                stop.set()
+
+        loop.add_reader(pipe.fileno(), on_command)
+        await stop.wait()
+        loop.remove_reader(pipe.fileno())
+        arrivals = [(r.text, r.at) for r in sim.received if r.command_status == 0]
+        await sim.stop()
+        pipe.send({"arrivals": arrivals, "counters": sim.counters.as_dict()})
+
+    uvloop.run(main())
+
+
+class SimulatorProcess:
+    def __init__(self, **options: Any) -> None:
+        self.port = free_port()
+        self._pipe, child = mp.Pipe()
+        self._process = mp.get_context("spawn").Process(
+            target=_simulator_main, args=(self.port, options, child), daemon=True
+        )
+
+    def start(self) -> None:
+        self._process.start()
+        if not self._pipe.poll(30) or self._pipe.recv() != "ready":
+            raise RuntimeError("simulator did not start")
+
+    def submits(self) -> int:
+        self._pipe.send("count")
+        count: int = self._pipe.recv()
+        return count
+
+    def stop(self) -> dict[str, Any]:
+        self._pipe.send("stop")
+        if not self._pipe.poll(60):
+            raise RuntimeError("simulator did not report")
+        result: dict[str, Any] = self._pipe.recv()
+        self._process.join(10)
+        return result
+
+
+# -- the gateway: router and connector subprocesses -----------------------------------------
+
+
+def resources(sim_port: int, hook_url: str | None, tps: float | None, window: int) -> str:
+    throughput = f"{{tps: {tps}, window: {window}}}" if tps else f"{{window: {window}}}"
+    callback = f"\n  callbackUrl: {hook_url}" if hook_url else ""
+    return f"""
+apiVersion: v1
+kind: Secret
+metadata: {{name: smsc}}
+stringData: {{systemId: bench, password: bench}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: key}}
+stringData: {{apiKey: {API_KEY}}}
+---
+apiVersion: smsmesh.io/v1alpha1
+kind: SmppConnection
+metadata: {{name: sim}}
+spec:
+  host: 127.0.0.1
+  port: {sim_port}
+  credentialsSecretRef: {{name: smsc}}
+  throughput: {throughput}
+---
+apiVersion: smsmesh.io/v1alpha1
+kind: SmsApplication
+metadata: {{name: bench}}
+spec:
+  apiKeySecretRefs: [{{name: key, key: apiKey}}]
+  defaultSender: smsmesh{callback}
+---
+apiVersion: smsmesh.io/v1alpha1
+kind: SmsRoute
+metadata: {{name: all}}
+spec:
+  targets: [{{connection: sim}}]
+"""
+
+
+class Gateway:
+    def __init__(
+        self, workdir: Path, sim_port: int, hook_url: str | None, tps: float | None, window: int
+    ) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        folder = workdir / "resources"
+        folder.mkdir(parents=True)
+        (folder / "resources.yaml").write_text(resources(sim_port, hook_url, tps, window))
+        store = f"sqlite:///{workdir / 'smsmesh.db'}"
+        exe = [sys.executable, "-m", "smsmesh", "--log-level", "WARNING"]
+        self.argv = {
+            "connector": [
+                *exe,
+                "connector",
+                "--resources",
+                str(folder),
+                "--connection",
+                "sim",
+                "--store",
+                store,
+            ],
+            "router": [
+                *exe,
+                "router",
+                "--resources",
+                str(folder),
+                "--store",
+                store,
+                "--port",
+                str(self.port),
+            ],
+        }
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        for name in ("connector", "router"):
+            log = (self.workdir / f"{name}.log").open("wb")
+            self.procs[name] = await asyncio.create_subprocess_exec(
+                *self.argv[name], stdout=log, stderr=log
+            )
+        async with asyncio.timeout(30), aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(f"{self.url}/readyz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                async with asyncio.timeout(30):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+
+
+class Hooks:
+    """Webhook receiver: records when each message's final status arrived."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.expected = 0
+        self.all_arrived = asyncio.Event()
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.json()
+            self.arrived.setdefault(body["id"], time.time())
+            if len(self.arrived) >= self.expected:
+                self.all_arrived.set()
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/", handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+
+# -- load ------------------------------------------------------------------------------------
+
+
+async def post_messages(
+    url: str,
+    count: int,
+    concurrency: int,
+    rate: float | None = None,
+    tag: str = "m",
+) -> dict[str, tuple[float, float, str]]:
+    """POST `count` messages; returns text -> (sent at, accepted at, id)."""
+    results: dict[str, tuple[float, float, str]] = {}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    next_index = 0
+    start = time.time()
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal next_index
+            while next_index < count:
+                i = next_index
+                next_index += 1
+                if rate is not None:
+                    due = start + i / rate
+                    delay = due - time.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                text = f"{tag} {i}"
+                sent = time.time()
+                async with session.post(
+                    f"{url}/v1/messages",
+                    json={"to": "+31612345678", "text": text},
+                    headers=headers,
+                ) as response:
+                    body = await response.json()
+                    if response.status != 202:
+                        raise RuntimeError(f"HTTP {response.status}: {body}")
+                results[text] = (sent, time.time(), body["id"])
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+async def run_gateway(
+    *,
+    messages: int,
+    concurrency: int,
+    window: int = 100,
+    tps: float | None = None,
+    rate: float | None = None,
+    sim_options: dict[str, Any],
+    webhooks: bool = False,
+    settle: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
+    sim = SimulatorProcess(**sim_options)
+    sim.start()
+    hooks = Hooks() if webhooks else None
+    if hooks:
+        hooks.expected = messages
+        await hooks.start()
+    with tempfile.TemporaryDirectory(prefix="smsmesh-bench-") as tmp:
+        gateway = Gateway(
+            Path(tmp), sim.port, f"http://127.0.0.1:{hooks.port}/" if hooks else None, tps, window
+        )
+        await gateway.start()
+        try:
+            t0 = time.time()
+            sent = await post_messages(gateway.url, messages, concurrency, rate)
+            t_accepted = max(a for _, a, _ in sent.values())
+            if hooks:
+                async with asyncio.timeout(120):
+                    await hooks.all_arrived.wait()
+            else:
+                await wait_drained(sim, messages)
+        finally:
+            await gateway.stop()
+            if hooks:
+                await hooks.stop()
+            report = sim.stop()
+    arrivals = {text: at for text, at in report["arrivals"]}
+    missing = [t for t in sent if t not in arrivals]
+    last_arrival = max(arrivals[t] for t in sent if t in arrivals)
+    out: dict[str, Any] = {
+        "messages": messages,
+        "missing_at_simulator": len(missing),
+        "accepted_per_s": round(messages / (t_accepted - t0), 1),
+        "submitted_per_s": round(messages / (last_arrival - t0), 1),
+        "accept_to_submit": summary_ms(
+            [max(0.0, arrivals[t] - acc) for t, (_, acc, _) in sent.items() if t in arrivals]
+        ),
+        "http_send_to_submit": summary_ms(
+            [arrivals[t] - s for t, (s, _, _) in sent.items() if t in arrivals]
+        ),
+        "http_response": summary_ms([acc - s for s, acc, _ in sent.values()]),
+        "_arrivals": sorted(arrivals[t] for t in sent if t in arrivals),
+    }
+    if hooks:
+        out["receipt_round_trip"] = summary_ms(
+            [hooks.arrived[i] - acc for _, acc, i in sent.values() if i in hooks.arrived]
+        )
+    return out
+
+
+async def wait_drained(sim: SimulatorProcess, messages: int) -> None:
+    """Wait until the simulator has received every message."""
+    async with asyncio.timeout(180):
+        while sim.submits() < messages:  # noqa: ASYNC110 - the count lives in another process
+            await asyncio.sleep(0.1)
+
+
+async def baseline(messages: int, window: int) -> dict[str, Any]:
+    """The same simulator driven directly by an SMPP client: what the gateway can approach."""
+    from smsmesh.smpp import BindType, SubmitSm, bind, connect
+
+    sim = SimulatorProcess(receipts_enabled=False)
+    sim.start()
+    try:
+        session = await connect("127.0.0.1", sim.port, window=window)
+        await bind(session, BindType.TRANSCEIVER, "bench", "bench")
+        t0 = time.time()
+        sem = asyncio.Semaphore(window)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await session.request(
+                    SubmitSm(
+                        source_addr="smsmesh",
+                        destination_addr="31612345678",
+                        short_message=f"m {i}".encode(),
+                    )
+                )
+
+        await asyncio.gather(*(one(i) for i in range(messages)))
+        elapsed = time.time() - t0
+        await session.unbind()
+    finally:
+        sim.stop()
+    return {"messages": messages, "submitted_per_s": round(messages / elapsed, 1)}
+
+
+def smoothness(arrivals: list[float], tps: float) -> dict[str, Any]:
+    """Achieved rate over the steady middle, and the fullest 100 ms slice."""
+    start, end = arrivals[0] + 1.0, arrivals[-1] - 1.0
+    steady = [a for a in arrivals if start <= a <= end]
+    achieved = (len(steady) - 1) / (steady[-1] - steady[0])
+    worst = 0
+    j = 0
+    for i, a in enumerate(steady):
+        while steady[j] < a - 0.1:
+            j += 1
+        worst = max(worst, i - j + 1)
+    return {
+        "tps_limit": tps,
+        "achieved_tps": round(achieved, 2),
+        "error_pct": round((achieved - tps) / tps * 100, 3),
+        "max_per_100ms": worst,
+        "limit_per_100ms": tps / 10,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    n = args.messages
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    print("baseline: SMPP client straight to the simulator ...", flush=True)
+    results["baseline"] = await baseline(n, 100)
+    print("throughput: gateway, window 100, no TPS limit, no receipts ...", flush=True)
+    tp = await run_gateway(
+        messages=n, concurrency=args.concurrency, sim_options={"receipts_enabled": False}
+    )
+    print("receipts: the same with an instant receipt per message ...", flush=True)
+    rc = await run_gateway(
+        messages=n, concurrency=args.concurrency, sim_options={"receipt_delay": 0.0}
+    )
+    print("latency: steady 500 messages/s with receipts and webhooks ...", flush=True)
+    lat = await run_gateway(
+        messages=args.steady_seconds * 500,
+        concurrency=64,
+        rate=500.0,
+        sim_options={"receipt_delay": 0.0},
+        webhooks=True,
+    )
+    print("tps: limit 200 with a backlog, 10 s ...", flush=True)
+    tps = await run_gateway(
+        messages=2400, concurrency=64, tps=200.0, sim_options={"receipts_enabled": False}
+    )
+    for r in (tp, rc, lat):
+        r.pop("_arrivals")
+    results["throughput"] = tp
+    results["receipts"] = rc
+    results["latency_500"] = lat
+    results["tps_200"] = smoothness(tps.pop("_arrivals"), 200.0)
+    results["ratios"] = {
+        "throughput_vs_baseline": round(
+            tp["submitted_per_s"] / results["baseline"]["submitted_per_s"], 3
+        ),
+        "receipts_vs_throughput": round(rc["submitted_per_s"] / tp["submitted_per_s"], 3),
+    }
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=128)
+    parser.add_argument("--steady-seconds", type=int, default=10)
+    parser.add_argument("--output", type=Path, default=Path("bench/results.json"))
+    args = parser.parse_args(argv)
+    if shutil.which("smsmesh", path=str(Path(sys.executable).parent)) is None:
+        print("run inside the project's venv (make bench)", file=sys.stderr)
+        return 2
+    import uvloop
+
+    results = uvloop.run(main_async(args))
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
