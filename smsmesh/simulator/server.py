@@ -101,6 +101,7 @@ class Simulator:
         self._mo_task: asyncio.Task[None] | None = None
         self._last_addresses: dict[str, tuple[str, str]] = {}
         self._port = self.settings.port
+        self._stopping = False
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -109,6 +110,7 @@ class Simulator:
         if self._server is not None:
             raise RuntimeError("simulator already started")
         settings = self.settings
+        self._stopping = False
         self._delivery = ReceiptDelivery(settings, self.counters, self._notify)
         self._server = await smpp_serve(
             self._on_session,
@@ -140,6 +142,7 @@ class Simulator:
         server = self._server
         if server is None:
             return
+        self._stopping = True  # binds from now on are refused
         server.close()
         if self._mo_task is not None:
             self._mo_task.cancel()
@@ -265,7 +268,9 @@ class Simulator:
     ) -> int:
         settings = self.settings
         status: int = S.ESME_ROK
-        if settings.system_id is not None and not hmac.compare_digest(
+        if self._stopping:
+            status = S.ESME_RBINDFAIL
+        elif settings.system_id is not None and not hmac.compare_digest(
             system_id.encode("latin-1", "replace"),
             settings.system_id.encode("latin-1", "replace"),
         ):
@@ -287,6 +292,9 @@ class Simulator:
 
     def _on_session(self, session: AsyncSession) -> Any:
         assert self._delivery is not None
+        if self._stopping:  # bound while stop() was unbinding the others
+            session.abort()
+            return None
         system_id = session.system_id or ""
         bind_type = session.bind_type
         receiver = (

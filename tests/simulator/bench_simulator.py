@@ -42,6 +42,15 @@ async def wait_listening(port: int, timeout: float) -> None:
             return
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_simulator(port: int, receipt_delay: float) -> subprocess.Popen[bytes]:
     """The simulator as local mode runs it: `smsmesh simulate`, in its own process."""
     smsmesh = Path(sys.executable).with_name("smsmesh")
@@ -89,9 +98,11 @@ async def run(messages: int, window: int, receipt_delay: float) -> dict[str, flo
                     failures += 1
 
         started = time.perf_counter()
+        cpu_before = cpu_seconds(simulator.pid)
         await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(window))), 300)
         submitted = time.perf_counter()
         receipts_done = await asyncio.wait_for(all_receipts, 300)
+        simulator_cpu = cpu_seconds(simulator.pid) - cpu_before
         await session.unbind()
         return {
             "messages": messages,
@@ -99,6 +110,8 @@ async def run(messages: int, window: int, receipt_delay: float) -> dict[str, flo
             "submit_per_s": messages / (submitted - started),
             "receipts_per_s": messages / (receipts_done - started),
             "failures": failures,
+            # share of one core the simulator used while the run lasted
+            "simulator_cpu": simulator_cpu / (receipts_done - started),
         }
     finally:
         simulator.terminate()
@@ -122,7 +135,8 @@ def main() -> None:
     print(
         f"{result['messages']:.0f} messages, client window {result['window']:.0f}: "
         f"{result['submit_per_s']:,.0f} submit_sm/s answered, "
-        f"all receipts at {result['receipts_per_s']:,.0f}/s, failures {result['failures']:.0f}"
+        f"all receipts at {result['receipts_per_s']:,.0f}/s, failures {result['failures']:.0f}; "
+        f"simulator busy {result['simulator_cpu']:.0%} of one core"
     )
 
 

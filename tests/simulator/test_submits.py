@@ -221,3 +221,17 @@ async def test_set_behaviour_refuses_what_cannot_change_live(
     with pytest.raises(SettingsError, match="error_rate"):
         sim.set_behaviour(error_rate=2)
     assert sim.settings.error_rate == 0
+
+
+async def test_messages_are_logged_at_debug_only_and_never_their_text(
+    start_simulator: StartSimulator, open_esme: OpenEsme, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = await start_simulator()
+    esme = await open_esme(sim)
+    caplog.set_level(logging.DEBUG, logger="smsmesh.simulator")
+    await esme.submit(short_message=b"code 987654", registered_delivery=1)
+    await sim.wait_for(lambda: sim.counters.receipts_acked == 1, WAIT)
+    records = [r for r in caplog.records if r.name == "smsmesh.simulator"]
+    assert records  # per-message lines exist at DEBUG...
+    assert all(r.levelno == logging.DEBUG for r in records)  # ...and only there
+    assert "987654" not in caplog.text
