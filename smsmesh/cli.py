@@ -156,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--throttle-tps", type=float, default=None)
     simulate.add_argument("--error-rate", type=float, default=None)
     simulate.add_argument("--mo-interval", type=float, default=None)
+    simulate.add_argument("--id-style", choices=["decimal", "hex", "hex-receipt"], default=None)
+    simulate.add_argument("--receipt-mode", choices=["both", "tlv", "text"], default=None)
+    simulate.add_argument("--window", type=int, default=None, help="outstanding deliver_sm")
+    simulate.add_argument("--seed", type=int, default=None)
     simulate.set_defaults(func=_cmd_simulate)
 
     crds = sub.add_parser("crds", help="write the CRD YAML generated from the models")
