@@ -1,0 +1,309 @@
+"""Real processes on loopback: router and connector as `python -m smsmesh` subprocesses,
+the SMSC simulator and a webhook receiver inside the test's event loop.
+
+Nothing here is faked: HTTP is real HTTP, SMPP is real SMPP over TCP, the store is a
+real SQLite file shared by the processes, exactly as in local mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from smsmesh.simulator.server import Simulator
+
+API_KEY = "e2e-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Hook:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    at: float
+
+
+class WebhookReceiver:
+    """An application's webhook endpoint; tests await the calls they expect."""
+
+    def __init__(self) -> None:
+        self.calls: list[Hook] = []
+        self.fail_next = 0  # answer 500 to this many calls first
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{path:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        async with self._changed:
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                return web.Response(status=500)
+            self.calls.append(Hook(request.path, dict(request.headers), body, time.time()))
+            self._changed.notify_all()
+        return web.Response(status=204)
+
+    async def wait_for(
+        self, predicate: Callable[[list[Hook]], bool], timeout: float = 20.0
+    ) -> list[Hook]:
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: predicate(self.calls))
+            return list(self.calls)
+
+    def statuses(self) -> dict[str, str]:
+        return {c.body["id"]: c.body["status"] for c in self.calls if c.path == "/status"}
+
+
+def resources_yaml(
+    sim_port: int,
+    hook_url: str,
+    *,
+    tps: float | None = None,
+    window: int = 10,
+    long_messages: str = "udh8",
+    extra_connections: int = 0,
+) -> str:
+    throughput = f"{{tps: {tps}, window: {window}}}" if tps else f"{{window: {window}}}"
+    return f"""
+apiVersion: v1
+kind: Secret
+metadata: {{name: smsc-credentials}}
+stringData: {{systemId: e2e, password: secret1}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: app-key}}
+stringData: {{apiKey: {API_KEY}}}
+---
+apiVersion: smsmesh.io/v1alpha1
+kind: SmppConnection
+metadata: {{name: sim}}
+spec:
+  host: 127.0.0.1
+  port: {sim_port}
+  credentialsSecretRef: {{name: smsc-credentials}}
+  throughput: {throughput}
+  keepAlive: {{enquireLinkSeconds: 5, responseTimeoutSeconds: 5}}
+  reconnect: {{initialDelaySeconds: 0.1, maxDelaySeconds: 1}}
+  submit: {{longMessages: {long_messages}, retryDelaySeconds: 0.2}}
+  inbound: {{application: app}}
+---
+apiVersion: smsmesh.io/v1alpha1
+kind: SmsApplication
+metadata: {{name: app}}
+spec:
+  apiKeySecretRefs: [{{name: app-key, key: apiKey}}]
+  defaultSender: smsmesh
+  callbackUrl: {hook_url}/status
+  inbound: {{webhookUrl: {hook_url}/mo}}
+---
+apiVersion: smsmesh.io/v1alpha1
+kind: SmsRoute
+metadata: {{name: default}}
+spec:
+  match: {{}}
+  targets: [{{connection: sim}}]
+"""
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    log: Path
+    process: asyncio.subprocess.Process | None = None
+    runs: int = 0
+
+
+@dataclass
+class Gateway:
+    """Router + connector processes around an in-loop simulator and webhook receiver."""
+
+    workdir: Path
+    sim: Simulator
+    hooks: WebhookReceiver
+    tps: float | None = None
+    window: int = 10
+    long_messages: str = "udh8"
+    router_port: int = field(default_factory=free_port)
+    procs: dict[str, Proc] = field(default_factory=dict)
+    session: aiohttp.ClientSession | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.workdir / "resources"
+
+    @property
+    def store_url(self) -> str:
+        return f"sqlite:///{self.workdir / 'smsmesh.db'}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.router_port}"
+
+    def write_resources(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "resources.yaml").write_text(
+            resources_yaml(
+                self.sim.port,
+                self.hooks.url,
+                tps=self.tps,
+                window=self.window,
+                long_messages=self.long_messages,
+            )
+        )
+
+    def _proc(self, name: str, *args: str) -> Proc:
+        if name not in self.procs:
+            self.procs[name] = Proc(
+                name,
+                [sys.executable, "-m", "smsmesh", *args],
+                self.workdir / f"{name}.log",
+            )
+        return self.procs[name]
+
+    async def start(self) -> None:
+        self.write_resources()
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
+        await self.start_connector()
+        await self.start_router()
+
+    async def _spawn(self, proc: Proc) -> None:
+        proc.runs += 1
+        log = proc.log.open("ab")
+        env = {**os.environ, "SMSMESH_LOG_LEVEL": "INFO"}
+        proc.process = await asyncio.create_subprocess_exec(
+            *proc.argv, stdout=log, stderr=log, env=env
+        )
+        log.close()
+
+    async def start_router(self) -> None:
+        proc = self._proc(
+            "router",
+            "router",
+            "--resources",
+            str(self.folder),
+            "--store",
+            self.store_url,
+            "--port",
+            str(self.router_port),
+        )
+        await self._spawn(proc)
+        await self.wait_http_ready()
+
+    async def start_connector(self) -> None:
+        proc = self._proc(
+            "connector",
+            "connector",
+            "--resources",
+            str(self.folder),
+            "--connection",
+            "sim",
+            "--store",
+            self.store_url,
+        )
+        await self._spawn(proc)
+
+    async def wait_http_ready(self, timeout: float = 20.0) -> None:
+        assert self.session is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                self.check_alive("router")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with self.session.get(f"{self.url}/readyz") as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.05)
+
+    def check_alive(self, name: str) -> None:
+        proc = self.procs[name]
+        assert proc.process is not None
+        if proc.process.returncode is not None:
+            raise AssertionError(
+                f"{name} exited with {proc.process.returncode}:\n{proc.log.read_text()[-3000:]}"
+            )
+
+    async def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        proc = self.procs[name]
+        assert proc.process is not None
+        proc.process.send_signal(sig)
+        async with asyncio.timeout(30):
+            return await proc.process.wait()
+
+    async def stop(self) -> None:
+        for name in ("router", "connector"):
+            proc = self.procs.get(name)
+            if proc is None or proc.process is None or proc.process.returncode is not None:
+                continue
+            proc.process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(30):
+                    await proc.process.wait()
+            except TimeoutError:
+                proc.process.kill()
+                await proc.process.wait()
+        if self.session is not None:
+            await self.session.close()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name} ---\n{p.log.read_text()[-4000:]}"
+            for p in self.procs.values()
+            if p.log.exists()
+        )
+
+    async def send(self, body: dict[str, Any], **headers: str) -> tuple[int, Any]:
+        assert self.session is not None
+        async with self.session.post(
+            f"{self.url}/v1/messages",
+            json=body,
+            headers={"Authorization": f"Bearer {API_KEY}", **headers},
+        ) as response:
+            return response.status, await response.json()
+
+    async def message(self, message_id: str) -> Any:
+        assert self.session is not None
+        async with self.session.get(
+            f"{self.url}/v1/messages/{message_id}",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        ) as response:
+            assert response.status == 200
+            return await response.json()
