@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
@@ -63,6 +64,11 @@ def _validation_error(exc: ValidationError) -> ApiError:
     return ApiError(400, "invalid_field", f"{field}: {first['msg']}", {"field": field})
 
 
+def iso(ts: float) -> str:
+    """RFC 3339 UTC with milliseconds, the form the API uses for every time."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def message_json(record: MessageRecord) -> dict[str, Any]:
     return {
         "id": record.id,
@@ -77,12 +83,12 @@ def message_json(record: MessageRecord) -> dict[str, Any]:
         "segments": record.segments,
         "attempts": record.attempts,
         "smsc_message_ids": list(record.smsc_message_ids),
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "expires_at": record.expires_at,
+        "created_at": iso(record.created_at),
+        "updated_at": iso(record.updated_at),
+        "expires_at": iso(record.expires_at),
         "events": [
             {
-                "at": e.at,
+                "at": iso(e.at),
                 "kind": e.kind,
                 **({"status": e.status.value} if e.status else {}),
                 **({"connection": e.connection} if e.connection else {}),

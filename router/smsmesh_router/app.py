@@ -99,9 +99,7 @@ class Router:
 
         self.reloader = FolderReloader(settings.resources, apply)
         self.reloader.start()
-        self.sweeper = ExpirySweeper(
-            self.store, settings.sweeper_interval, settings.receipt_grace
-        )
+        self.sweeper = ExpirySweeper(self.store, settings.sweeper_interval, settings.receipt_grace)
         self.sweeper.start()
         if settings.webhooks:
             self.webhooks = WebhookDispatcher(self.store)

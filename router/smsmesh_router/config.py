@@ -50,7 +50,9 @@ class RouterConfig:
         return None if app is None else self.applications[app]
 
 
-def build_config(resources: ResourceSet, *, max_segments: int = DEFAULT_MAX_SEGMENTS) -> RouterConfig:
+def build_config(
+    resources: ResourceSet, *, max_segments: int = DEFAULT_MAX_SEGMENTS
+) -> RouterConfig:
     """Compile resources into a snapshot; raises `ResourceError` on unresolvable Secrets."""
     applications: dict[str, AppConfig] = {}
     digests: dict[bytes, str] = {}

@@ -28,9 +28,7 @@ class ApiError(Exception):
 
 
 @web.middleware
-async def error_middleware(
-    request: web.Request, handler: Any
-) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         response: web.StreamResponse = await handler(request)
         return response
@@ -41,7 +39,5 @@ async def error_middleware(
             code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
                 exc.status, "http_error"
             )
-            return web.json_response(
-                {"error": code, "message": exc.reason}, status=exc.status
-            )
+            return web.json_response({"error": code, "message": exc.reason}, status=exc.status)
         raise

@@ -60,9 +60,7 @@ class WebhookDispatcher:
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self._policy.request_timeout)
-        self._session = aiohttp.ClientSession(
-            timeout=timeout, headers={"User-Agent": USER_AGENT}
-        )
+        self._session = aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": USER_AGENT})
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
