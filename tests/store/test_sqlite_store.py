@@ -17,7 +17,7 @@ import pytest
 from storekit import CONN, new_message, receipt, record, submit_new
 
 from smsmesh.model import MessageStatus, NewMessage
-from smsmesh.store import BackendNotAvailable, SqliteStore, StoreError, open_store
+from smsmesh.store import SqliteStore, StoreError, open_store
 from smsmesh.store.wakeup import socket_path
 
 WORKER = str(Path(__file__).with_name("store_worker.py"))
@@ -57,13 +57,6 @@ async def test_open_store_url_options(tmp_path: Path) -> None:
         assert settings["busy_timeout_ms"] == 2000
     finally:
         await store.close()
-
-
-def test_postgres_url_is_not_available_yet() -> None:
-    with pytest.raises(BackendNotAvailable, match="PostgreSQL"):
-        open_store("postgresql://smsmesh@db/smsmesh")
-    assert issubclass(BackendNotAvailable, StoreError)
-    assert issubclass(BackendNotAvailable, NotImplementedError)
 
 
 @pytest.mark.parametrize(
