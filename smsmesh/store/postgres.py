@@ -93,6 +93,16 @@ def _server_settings(settings: PgSettings) -> dict[str, str]:
     return values
 
 
+async def _keep_session(conn: Conn) -> None:
+    """Pool reset that only rolls back (asyncpg does that before calling it).
+
+    The default reset (`RESET ALL; UNLISTEN *; CLOSE ALL; pg_advisory_unlock_all()`)
+    costs a round trip on every release. Store statements leave nothing behind in a
+    session: no SET, no LISTEN (the listener has its own session), no cursors, and
+    their advisory locks are transaction-scoped.
+    """
+
+
 def _check_messages(messages: Sequence[NewMessage]) -> None:
     for m in messages:
         if not m.id:
@@ -182,6 +192,7 @@ class PostgresStore(Store):
                     command_timeout=s.command_timeout,
                     server_settings=_server_settings(s),
                     ssl=s.ssl,
+                    reset=_keep_session,
                 )
             except StoreError as exc:
                 raise StoreError(f"postgres {s.redacted}: {exc}") from exc

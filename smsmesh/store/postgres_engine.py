@@ -229,11 +229,13 @@ async def queue_depths(conn: Conn) -> dict[str, int]:
     return {r[0]: r[1] for r in rows}
 
 
+# One statement per state, each with its state as a literal: a generic plan can then use
+# the partial index messages_expiry (a `state = $1` parameter could not prove it applies).
 _EXPIRE = """
 WITH picked AS MATERIALIZED (
     SELECT id FROM messages
-    WHERE state = $1 AND expires_at <= $2
-    ORDER BY expires_at LIMIT $3
+    WHERE state = '{state}' AND expires_at <= $1
+    ORDER BY expires_at LIMIT $2
     FOR UPDATE SKIP LOCKED
 )
 SELECT {columns} FROM messages JOIN picked USING (id)
@@ -244,7 +246,6 @@ EXPIRE_BATCH = 2000
 
 async def expire_batch(conn: Conn, now: float, receipt_grace: float) -> int:
     """Expire up to EXPIRE_BATCH queued and as many submitted messages; one transaction."""
-    sql = _EXPIRE.format(columns=MESSAGE_COLUMNS)
     changes = Changes()
     count = 0
     reasons = (
@@ -254,10 +255,8 @@ async def expire_batch(conn: Conn, now: float, receipt_grace: float) -> int:
     )  # fmt: skip
     async with conn.transaction():
         for state, cutoff, reason in reasons:
-            rows = [
-                MessageRow.from_record(r)
-                for r in await conn.fetch(sql, state.value, cutoff, EXPIRE_BATCH)
-            ]
+            sql = _EXPIRE.format(state=state.value, columns=MESSAGE_COLUMNS)
+            rows = [MessageRow.from_record(r) for r in await conn.fetch(sql, cutoff, EXPIRE_BATCH)]
             parts: dict[str, list[PartRow]] = {}
             with_parts = [m.id for m in rows if m.callback_url and state is State.SUBMITTED]
             if with_parts:
@@ -648,22 +647,26 @@ async def complete_webhook(
 
 # -- retention ------------------------------------------------------------------------------
 
+# The doomed ids travel as one array (`= ANY(...)`): the planner then probes the primary
+# keys per id instead of hashing whole tables, whatever LIMIT a generic plan assumes.
 _PURGE_MESSAGES = f"""
 WITH doomed AS MATERIALIZED (
-    SELECT m.id FROM messages m
-    WHERE m.state IN ({", ".join(f"'{s}'" for s in FINAL_STATES)}) AND m.updated_at < $1
-      AND NOT EXISTS (SELECT 1 FROM webhooks w
-                      WHERE w.message_id = m.id AND w.state = 'pending')
-    ORDER BY m.updated_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
+    SELECT coalesce(array_agg(id), '{{}}') AS ids FROM (
+        SELECT m.id FROM messages m
+        WHERE m.state IN ({", ".join(f"'{s}'" for s in FINAL_STATES)}) AND m.updated_at < $1
+          AND NOT EXISTS (SELECT 1 FROM webhooks w
+                          WHERE w.message_id = m.id AND w.state = 'pending')
+        ORDER BY m.updated_at
+        LIMIT $2
+        FOR UPDATE OF m SKIP LOCKED
+    ) picked
 ),
 gone_parts AS (
-    DELETE FROM parts p USING doomed WHERE p.message_id = doomed.id
-    RETURNING p.message_id, p.part, p.connection, p.smsc_id
+    DELETE FROM parts WHERE message_id = ANY((SELECT ids FROM doomed)::text[])
+    RETURNING message_id, part, connection, smsc_id
 ),
-gone_events AS (DELETE FROM events e USING doomed WHERE e.message_id = doomed.id),
-gone AS (DELETE FROM messages m USING doomed WHERE m.id = doomed.id RETURNING m.id)
+gone_events AS (DELETE FROM events WHERE message_id = ANY((SELECT ids FROM doomed)::text[])),
+gone AS (DELETE FROM messages WHERE id = ANY((SELECT ids FROM doomed)::text[]) RETURNING id)
 SELECT (SELECT count(*) FROM gone) AS messages,
        ARRAY(SELECT message_id FROM gone_parts) AS part_message,
        ARRAY(SELECT part FROM gone_parts) AS part_no,
@@ -709,21 +712,29 @@ async def purge_messages_batch(conn: Conn, older_than: float, limit: int) -> int
 
 _PURGE_OTHERS = """
 WITH inbound_doomed AS MATERIALIZED (
-    SELECT i.id FROM inbound i
-    WHERE i.received_at < $1
-      AND NOT EXISTS (SELECT 1 FROM webhooks w
-                      WHERE w.message_id = i.id AND w.state = 'pending')
-    ORDER BY i.received_at LIMIT $2
+    SELECT coalesce(array_agg(id), '{}') AS ids FROM (
+        SELECT i.id FROM inbound i
+        WHERE i.received_at < $1
+          AND NOT EXISTS (SELECT 1 FROM webhooks w
+                          WHERE w.message_id = i.id AND w.state = 'pending')
+        ORDER BY i.received_at LIMIT $2
+    ) picked
 ),
-gone_inbound AS (DELETE FROM inbound i USING inbound_doomed d WHERE i.id = d.id RETURNING i.id),
+gone_inbound AS (
+    DELETE FROM inbound WHERE id = ANY((SELECT ids FROM inbound_doomed)::text[]) RETURNING id
+),
 gone_inbound_events AS (
-    DELETE FROM events e USING gone_inbound g WHERE e.message_id = g.id
+    DELETE FROM events WHERE message_id = ANY((SELECT ids FROM inbound_doomed)::text[])
 ),
 hooks_doomed AS MATERIALIZED (
-    SELECT id FROM webhooks WHERE state <> 'pending' AND updated_at < $1
-    ORDER BY updated_at LIMIT $2
+    SELECT coalesce(array_agg(id), '{}') AS ids FROM (
+        SELECT id FROM webhooks WHERE state <> 'pending' AND updated_at < $1
+        ORDER BY updated_at LIMIT $2
+    ) picked
 ),
-gone_hooks AS (DELETE FROM webhooks w USING hooks_doomed d WHERE w.id = d.id RETURNING w.id)
+gone_hooks AS (
+    DELETE FROM webhooks WHERE id = ANY((SELECT ids FROM hooks_doomed)::int8[]) RETURNING id
+)
 SELECT (SELECT count(*) FROM gone_inbound) AS inbound, (SELECT count(*) FROM gone_hooks) AS hooks
 """
 

@@ -7,7 +7,8 @@
     python store_worker.py writer DB CONNECTION PREFIX BATCH
         accept batches forever, printing "committed <n>" after each commit (for kill -9)
 
-It uses only the public store API, exactly as a router or connector process would.
+DB is a SQLite file path or a store URL (e.g. postgresql://...?schema=...). It uses only
+the public store API, exactly as a router or connector process would.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ import sys
 import time
 
 from smsmesh.model import NewMessage
-from smsmesh.store import SqliteStore
+from smsmesh.store import SqliteStore, Store, open_store
+
+
+def open_db(db: str) -> Store:
+    return open_store(db) if "://" in db else SqliteStore(db)
 
 
 def message(connection: str, message_id: str, n: int) -> NewMessage:
@@ -38,7 +43,7 @@ def message(connection: str, message_id: str, n: int) -> NewMessage:
 
 
 async def accept(db: str, connection: str, prefix: str, count: int, batch: int) -> None:
-    store = SqliteStore(db)
+    store = open_db(db)
     await store.open()
     for start in range(0, count, batch):
         stop = min(start + batch, count)
@@ -48,7 +53,7 @@ async def accept(db: str, connection: str, prefix: str, count: int, batch: int) 
 
 
 async def claim(db: str, connection: str, done_marker: str, deadline_s: float) -> None:
-    store = SqliteStore(db)
+    store = open_db(db)
     await store.open()
     deadline = time.monotonic() + deadline_s
     claimed: list[str] = []
@@ -70,7 +75,7 @@ def _exists(path: str) -> bool:
 
 
 async def writer(db: str, connection: str, prefix: str, batch: int) -> None:
-    store = SqliteStore(db)
+    store = open_db(db)
     await store.open()
     n = 0
     while True:

@@ -1,7 +1,11 @@
-"""Throughput check of the SQLite store (run by hand, not a test): batched life cycle.
+"""Throughput check of a store (run by hand, not a test): batched life cycle.
 
     .venv/bin/python tests/store/throughput.py [--messages 10000] [--batch 200]
-        [--synchronous FULL|NORMAL] [--dir /tmp]
+        [--synchronous FULL|NORMAL] [--dir /tmp] [--url postgresql://...]
+
+Without --url: a SQLite file in a temporary directory. With --url: that store; for
+PostgreSQL in a fresh schema that is dropped afterwards
+(e.g. --url "$(hack/postgres.sh start)").
 
 Times each phase over all messages in batches: accept, claim, record_submits,
 record_receipts (all delivered, with callbacks so webhook jobs are written too),
@@ -13,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from smsmesh.model import (
@@ -26,15 +33,32 @@ from smsmesh.model import (
     SubmitReport,
     new_message_id,
 )
-from smsmesh.store import SqliteStore
+from smsmesh.store import SqliteStore, Store, open_store
 
 # SMSC ids like a carrier's: 8 hex digits in submit_sm_resp, decimal in the receipt.
 BASE = 0x1A000000
 
 
-async def run(messages: int, batch: int, synchronous: str, directory: str) -> None:
-    with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        store = SqliteStore(Path(tmp) / "bench.db", synchronous=synchronous)  # type: ignore[arg-type]
+@contextlib.asynccontextmanager
+async def bench_store(url: str | None, synchronous: str, directory: str) -> AsyncIterator[Store]:
+    if url is None:
+        with tempfile.TemporaryDirectory(dir=directory) as tmp:
+            yield SqliteStore(Path(tmp) / "bench.db", synchronous=synchronous)  # type: ignore[arg-type]
+        return
+    import asyncpg
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    sep = "&" if "?" in url else "?"
+    try:
+        yield open_store(f"{url}{sep}schema={schema}")
+    finally:
+        conn = await asyncpg.connect(url.partition("?")[0])
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await conn.close()
+
+
+async def run(messages: int, batch: int, synchronous: str, directory: str, url: str | None) -> None:
+    async with bench_store(url, synchronous, directory) as store:
         await store.open()
         now = time.time()
         msgs = [
@@ -106,7 +130,8 @@ async def run(messages: int, batch: int, synchronous: str, directory: str) -> No
                     await store.complete_webhook(job.id, True, now + 4, None, None)
                 done += len(jobs)
 
-        print(f"{messages} messages, batches of {batch}, synchronous={synchronous}")
+        kind = url.partition(":")[0] if url else f"sqlite synchronous={synchronous}"
+        print(f"{messages} messages, batches of {batch}, {kind}")
         await phase("accept", accept)
         await phase("claim", claim)
         await phase("record_submits", submits)
@@ -121,8 +146,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
     parser.add_argument("--dir", default=None)
+    parser.add_argument("--url", default=None, help="a store URL instead of a SQLite temp file")
     args = parser.parse_args()
-    asyncio.run(run(args.messages, args.batch, args.synchronous, args.dir))
+    asyncio.run(run(args.messages, args.batch, args.synchronous, args.dir, args.url))
 
 
 if __name__ == "__main__":
