@@ -90,6 +90,8 @@ class Submitter:
         self._stopping = False
         self._throttle_epoch = 0
         self._session: AsyncSession | None = None
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._retry_at = 0.0
 
     # -- public ---------------------------------------------------------------------------
 
@@ -356,6 +358,26 @@ class Submitter:
             retry_at=time.time() + self._settings.retry_delay,
         )
 
+    def _claim_at(self, when: float) -> None:
+        """Claim again when a requeued message becomes due, rather than at the next
+        poll: the store sends no wake-up for a time passing."""
+        now = time.time()
+        if when <= now:
+            return
+        timer = self._retry_timer
+        if timer is not None and self._retry_at <= when + 0.05:
+            return  # an earlier (or close enough) claim is already planned
+        if timer is not None:
+            timer.cancel()
+        self._retry_at = when
+
+        def due() -> None:
+            self._retry_timer = None
+            self._hint = True
+            self._wake.set()
+
+        self._retry_timer = asyncio.get_running_loop().call_later(when - now + 0.01, due)
+
     # -- reports --------------------------------------------------------------------------
 
     def _report(
@@ -402,6 +424,8 @@ class Submitter:
             counters.submitted += 1
         elif report.outcome is SubmitOutcome.REQUEUE:
             counters.requeued += 1
+            if not report.failover and report.retry_at is not None:
+                self._claim_at(report.retry_at)
         else:
             counters.rejected += 1
         self._reports.put(report)

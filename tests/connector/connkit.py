@@ -197,6 +197,7 @@ class ScriptedSmsc:
     def __init__(self, decide: Decide | None = None) -> None:
         self.decide = decide
         self.submits: list[SubmitSm] = []
+        self.submit_times: list[float] = []  # monotonic, one per submit
         self.sessions: list[AsyncSession] = []
         self.unbinds = 0
         self.hold: asyncio.Event | None = None
@@ -220,6 +221,7 @@ class ScriptedSmsc:
                     return None
                 return make_response(pdu, CommandStatus.ESME_RINVCMDID)
             self.submits.append(pdu)
+            self.submit_times.append(time.monotonic())
             self.changed.set()
             if self.hold is not None:
                 self.held += 1
