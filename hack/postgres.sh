@@ -8,6 +8,8 @@
 #   hack/postgres.sh restart   fast shutdown and start again (prints the URL)
 #   hack/postgres.sh status    exit 0 and print the URL when running, else exit 3
 #   hack/postgres.sh url       print the URL (running or not)
+#   hack/postgres.sh ca        print the path of the CA certificate the server's TLS
+#                              certificate is signed with (for sslmode=verify-full)
 #   hack/postgres.sh destroy   stop and delete the whole cluster directory
 #
 #   export SMSMESH_TEST_POSTGRES_URL="$(hack/postgres.sh start)"   # then: make test
@@ -24,7 +26,8 @@
 # else it belongs to you. Superuser access is by unix socket only (the socket sits in the
 # cluster directory, mode 0700); TCP on 127.0.0.1 takes the test role `smsmesh` with a
 # password (scram-sha-256). The password is not a secret: this database holds test data only
-# and listens on loopback only.
+# and listens on loopback only. TLS is on (plain TCP is still accepted) with a certificate
+# for 127.0.0.1 signed by a throwaway CA made here, so clients can test sslmode=verify-full.
 #
 # Only stdout carries results (the URL); progress and errors go to stderr.
 set -euo pipefail
@@ -37,6 +40,7 @@ ROLE=smsmesh
 PASSWORD=smsmesh
 DATABASE=smsmesh_test
 DATA="$DIR/data"
+TLS="$DIR/tls"
 URL="postgresql://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DATABASE"
 
 say() { echo "hack/postgres.sh: $*" >&2; }
@@ -126,10 +130,49 @@ EOF
     as_owner mv "$scratch" "$DATA"
 }
 
+# A CA and a server certificate for 127.0.0.1, made once. Without openssl, TLS stays off.
+make_tls() {
+    [[ -f "$TLS/ca.crt" && -f "$TLS/server.crt" && -f "$TLS/server.key" ]] && return 0
+    if ! command -v openssl >/dev/null; then
+        say "openssl not found: the server runs without TLS"
+        return 1
+    fi
+    say "making a throwaway CA and a TLS certificate for 127.0.0.1 in $TLS"
+    rm -rf "$TLS"
+    mkdir -p "$TLS"
+    (
+        cd "$TLS"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=smsmesh test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -keyout ca.key -out ca.crt
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+            -keyout server.key -out server.csr
+        printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+            "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >server.ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+            -extfile server.ext -out server.crt
+        rm -f server.csr server.ext ca.srl ca.key
+        chmod 0600 server.key
+        chmod 0644 ca.crt server.crt
+    ) >"$DIR/tls.log" 2>&1 || { cat "$DIR/tls.log" >&2; die "making the TLS certificate failed"; }
+    chmod 0755 "$TLS"
+    if [[ "$OWNER" == postgres ]]; then
+        chown -R "$OWNER:" "$TLS"
+    fi
+}
+
 write_settings() {
+    local tls="ssl = off"
+    if make_tls; then
+        tls="ssl = on
+ssl_cert_file = '$TLS/server.crt'
+ssl_key_file = '$TLS/server.key'"
+    fi
     as_owner tee "$DATA/smsmesh.conf" >/dev/null <<EOF
 port = $PORT
 unix_socket_directories = '$DIR'
+$tls
 EOF
 }
 
@@ -178,13 +221,17 @@ case "${1:-}" in
         if running; then echo "$URL"; else exit 3; fi
         ;;
     url) echo "$URL" ;;
+    ca)
+        [[ -f "$TLS/ca.crt" ]] || die "no CA yet (start the cluster once)"
+        echo "$TLS/ca.crt"
+        ;;
     destroy)
         stop
         rm -rf "$DIR"
         say "removed $DIR"
         ;;
     *)
-        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2
         ;;
 esac

@@ -387,18 +387,53 @@ async def test_purge_finished_removes_only_old_final_messages(pg: Backend) -> No
     assert await store.purge_finished(T0 + 1000) == 0
 
 
-# -- a database restart -----------------------------------------------------------------------
+# -- the cluster hack/postgres.sh manages: TLS, restart ------------------------------------
 
 
-def _managed_url() -> str | None:
-    """The URL of the cluster hack/postgres.sh runs, if it is running."""
+def _hack_says(command: str) -> str | None:
+    """What `hack/postgres.sh <command>` prints, or None if it fails."""
     try:
         done = subprocess.run(
-            [str(HACK), "status"], capture_output=True, text=True, timeout=30, check=False
+            [str(HACK), command], capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _managed_url() -> str | None:
+    """The URL of the cluster hack/postgres.sh runs, if it is running."""
+    return _hack_says("status")
+
+
+def _skip_unless_managed() -> None:
+    if POSTGRES_URL is None or _managed_url() != POSTGRES_URL.partition("?")[0]:
+        pytest.skip("the test database is not the cluster hack/postgres.sh manages")
+
+
+async def test_tls_verify_full_against_the_clusters_ca(pg: Backend) -> None:
+    _skip_unless_managed()
+    ca = _hack_says("ca")
+    if ca is None:
+        pytest.skip("the managed cluster has no TLS (no openssl?)")
+    verified = open_store(with_query(pg.url, sslmode="verify-full", sslrootcert=ca))
+    plain = open_store(with_query(pg.url, sslmode="disable"))
+    for store in (verified, plain):
+        await store.open()
+    try:
+        assert (await pg_store(verified).diagnostics())["ssl"] is True
+        assert (await pg_store(plain).diagnostics())["ssl"] is False
+        await accept_one(verified)
+        assert await plain.queue_depths() == {CONN: 1}
+    finally:
+        await verified.close()
+        await plain.close()
+    # CAs that did not sign the server's certificate (the system's): refused, clearly.
+    strangers = "/etc/ssl/certs/ca-certificates.crt"
+    if await asyncio.to_thread(Path(strangers).exists):
+        wrong = open_store(with_query(pg.url, sslmode="verify-full", sslrootcert=strangers))
+        with pytest.raises(StoreError, match="certificate verify failed"):
+            await wrong.open()
 
 
 async def _hack(command: str) -> None:
@@ -411,8 +446,7 @@ async def _hack(command: str) -> None:
 
 @pytest.mark.slow
 async def test_a_restart_mid_stream_fails_calls_fast_and_recovers(pg: Backend) -> None:
-    if POSTGRES_URL is None or _managed_url() != POSTGRES_URL.partition("?")[0]:
-        pytest.skip("the test database is not the cluster hack/postgres.sh manages")
+    _skip_unless_managed()
     router = await pg.open(statement_timeout=2, connect_timeout=2)
     connector = pg_store(await pg.open(statement_timeout=2, connect_timeout=2))
     await connector.recover(CONN)
