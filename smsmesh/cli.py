@@ -67,6 +67,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return runtime.run(lambda stop: serve(settings, stop))
 
 
+def _cmd_operator(args: argparse.Namespace) -> int:
+    from smsmesh_operator.main import main as operator_main
+
+    runtime.setup_logging(args.log_level)
+    return operator_main(list(args.operator_args))
+
+
 def _cmd_crds(args: argparse.Namespace) -> int:
     from smsmesh.resources.crdgen import write_crds
 
@@ -132,7 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     router = sub.add_parser("router", help="run the router (HTTP API)")
     router.add_argument("--resources", required=True, help="folder of resource YAML")
-    router.add_argument("--store", required=True, help="store URL, e.g. sqlite:///path.db")
+    router.add_argument(
+        "--store",
+        default=os.environ.get("SMSMESH_STORE_URL"),
+        required="SMSMESH_STORE_URL" not in os.environ,
+        help="store URL, e.g. sqlite:///path.db (default: $SMSMESH_STORE_URL)",
+    )
     router.add_argument("--host", default="127.0.0.1")
     router.add_argument("--port", type=int, default=8080)
     router.add_argument("--no-webhooks", action="store_true", help="do not deliver webhooks")
@@ -141,7 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     connector = sub.add_parser("connector", help="run the connector of one SmppConnection")
     connector.add_argument("--resources", required=True, help="folder of resource YAML")
     connector.add_argument("--connection", required=True, help="SmppConnection name")
-    connector.add_argument("--store", required=True, help="store URL")
+    connector.add_argument(
+        "--store",
+        default=os.environ.get("SMSMESH_STORE_URL"),
+        required="SMSMESH_STORE_URL" not in os.environ,
+        help="store URL (default: $SMSMESH_STORE_URL)",
+    )
     connector.set_defaults(func=_cmd_connector)
 
     simulate = sub.add_parser("simulate", help="run the SMSC simulator")
@@ -161,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--window", type=int, default=None, help="outstanding deliver_sm")
     simulate.add_argument("--seed", type=int, default=None)
     simulate.set_defaults(func=_cmd_simulate)
+
+    operator = sub.add_parser(
+        "operator", help="run the Kubernetes operator (arguments after it go to the operator)"
+    )
+    operator.add_argument("operator_args", nargs=argparse.REMAINDER)
+    operator.set_defaults(func=_cmd_operator)
 
     crds = sub.add_parser("crds", help="write the CRD YAML generated from the models")
     crds.add_argument("--output", default="crds")
