@@ -143,14 +143,26 @@ class PostgresStore(Store):
         text = str(exc).strip() or type(exc).__name__
         return StoreError(f"postgres {self.settings.redacted}: {text}")
 
-    async def _connect(self) -> asyncpg.Connection:
-        """One connection outside the pool (migrations, the listener)."""
+    async def _connect(self, purpose: str = "listen") -> asyncpg.Connection:
+        """One connection outside the pool: the listener's, or one for migrations.
+
+        Migrations get `migration_timeout` instead of the statement timeout: a future
+        migration may rewrite a big table, and waiting for another process's migration
+        (the advisory lock) takes as long as that does.
+        """
         s = self.settings
+        settings = _server_settings(s)
+        if "application_name" not in dict(s.server_settings):
+            settings["application_name"] = f"smsmesh-{purpose}"
+        command_timeout = s.command_timeout
+        if purpose == "migrate":
+            settings["statement_timeout"] = str(int(s.migration_timeout * 1000))
+            command_timeout = s.migration_timeout + 5.0
         conn: asyncpg.Connection = await asyncpg.connect(
             s.dsn,
             timeout=s.connect_timeout,
-            command_timeout=s.command_timeout,
-            server_settings=_server_settings(s),
+            command_timeout=command_timeout,
+            server_settings=settings,
             ssl=s.ssl,
         )
         return conn
@@ -177,7 +189,7 @@ class PostgresStore(Store):
                 return
             s = self.settings
             try:
-                conn = await self._connect()
+                conn = await self._connect("migrate")
                 try:
                     self.applied_migrations = await apply_migrations(conn, s.schema)
                     if s.schema is None:
@@ -408,7 +420,7 @@ async def migrate(url: str, **opts: Any) -> list[str]:
     """
     store = PostgresStore(url, **opts)
     try:
-        conn = await store._connect()
+        conn = await store._connect("migrate")
     except DB_ERRORS as exc:
         raise store._error(exc) from exc
     try:

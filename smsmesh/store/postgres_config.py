@@ -5,12 +5,23 @@
 The URL usually comes from a Kubernetes Secret (`SMSMESH_STORE_URL`). Query parameters
 are of three kinds:
 
-- smsmesh's own (`SMSMESH_OPTIONS` below): pool size, schema, timeouts, attempt limit.
-  Keyword options given to `open_store` override them.
+- smsmesh's own; keyword options given to `open_store` override them:
+
+      pool_min=1 pool_max=10   pooled connections per process (plus one for LISTEN)
+      schema=NAME              the tables' schema, created if missing (default: the
+                               search_path's first, usually public)
+      statement_timeout=30     seconds any statement may run (enforced by the server;
+                               the client gives up 5 s later if the server is silent)
+      connect_timeout=10       seconds to open one connection
+      migration_timeout=600    seconds for migrations at open() / migrate()
+      max_attempts=5           submission attempts before a requeue becomes `failed`
+      listen_keepalive=30      seconds between liveness probes of the LISTEN session
+
 - libpq connection parameters that asyncpg understands (`sslmode`, `sslrootcert`,
   `sslcert`, `sslkey`, `target_session_attrs`, ...): passed on. TLS is `sslmode=require`
   (encrypted) or `sslmode=verify-full&sslrootcert=/path/ca.crt` (encrypted, and the
-  server's certificate and name checked).
+  server's certificate and name checked: use this in production). Without sslmode,
+  asyncpg's default `prefer` encrypts when the server offers TLS, unverified.
 - anything else is a server setting for every session (e.g. `application_name=router-1`,
   `lock_timeout=5s`), as asyncpg does it; the server names a wrong one when the store
   opens.
@@ -42,6 +53,7 @@ class PgSettings:
     schema: str | None = None  # tables live here (created if missing); None: search_path as is
     statement_timeout: float = 30.0  # seconds; server-side limit for every statement
     connect_timeout: float = 10.0  # seconds to establish one connection
+    migration_timeout: float = 600.0  # seconds for applying migrations at open/migrate
     max_attempts: int = 5  # submission attempts before a requeue becomes `failed`
     listen_keepalive: float = 30.0  # seconds between liveness probes of the listener
     ssl: Any = None  # an ssl.SSLContext given in code (overrides sslmode)
@@ -65,7 +77,8 @@ class PgSettings:
             raise ValueError(
                 f"schema {self.schema!r} must be a lower-case SQL name ([a-z_][a-z0-9_]*)"
             )
-        for name in ("statement_timeout", "connect_timeout", "listen_keepalive"):
+        timeouts = ("statement_timeout", "connect_timeout", "migration_timeout", "listen_keepalive")
+        for name in timeouts:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
         if self.max_attempts < 1:
@@ -90,6 +103,7 @@ SMSMESH_OPTIONS: dict[str, Any] = {
     "schema": str,
     "statement_timeout": float,
     "connect_timeout": float,  # libpq's name too
+    "migration_timeout": float,
     "max_attempts": int,
     "listen_keepalive": float,
 }

@@ -71,12 +71,13 @@ class Listener:
         conn = self._conn
         return conn.get_server_pid() if conn is not None and not conn.is_closed() else None
 
-    async def listen(self, connection: str) -> bool:
+    async def listen(self, connection: str, max_wait: float | None = None) -> bool:
         """Start listening for `connection`; True if it was not listened to before.
 
-        Returns once the LISTEN is active (or the database is unreachable, in which case
-        the reconnect will wake the waiter), so no notification committed after this
-        returns can be missed.
+        Returns once the LISTEN is active, so no notification committed after this
+        returns can be missed; or after `max_wait` (default: the connect timeout) while
+        the database is unreachable, in which case the session's eventual (re)connect
+        wakes the waiters.
         """
         if connection in self._events:
             return False
@@ -86,7 +87,7 @@ class Listener:
         if self._task is None:
             self._task = asyncio.create_task(self._supervise(), name="smsmesh-pg-listener")
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(self._timeout if max_wait is None else max_wait):
                     await self._connected.wait()
             return True
         conn = self._conn
@@ -101,7 +102,7 @@ class Listener:
 
     async def wait(self, connection: str, timeout: float) -> bool:
         """True when a wake-up for `connection` arrived (or listening just began)."""
-        if await self.listen(connection):
+        if await self.listen(connection, max(0.0, min(timeout, self._timeout))):
             return True
         event = self._events[connection]
         if not event.is_set():
@@ -114,7 +115,9 @@ class Listener:
         return True
 
     async def close(self) -> None:
+        """Stop listening; pending waits return at once (their next claim says why)."""
         self._closed = True
+        self._wake_all()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

@@ -259,6 +259,23 @@ async def test_listener_reconnects_after_its_session_is_killed(pg: Backend) -> N
     assert await claim_ids(connector) == [message_id]
 
 
+async def test_close_ends_a_pending_wait_at_once(pg: Backend) -> None:
+    store = await pg.open()
+    await store.recover(CONN)
+    waiter = asyncio.create_task(store.wait_for_work(CONN, 60))
+    await asyncio.sleep(0)  # let it start waiting (if it has not, it fails fast below)
+    started = time.monotonic()
+    await store.close()
+    try:
+        woke = await asyncio.wait_for(waiter, 10)
+    except StoreError:
+        woke = True  # it had not started waiting yet: a closed store says so
+    assert woke is True
+    assert time.monotonic() - started < 5
+    with pytest.raises(StoreError, match="not open"):
+        await store.wait_for_work(CONN, 1)
+
+
 async def test_receipts_correlate_whichever_handle_recorded_the_submit(pg: Backend) -> None:
     first, second = await pg.open(), await pg.open()
     message_id = await submit_new(first, "4D2", callback_url=CALLBACK)
