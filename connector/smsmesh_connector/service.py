@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from pathlib import Path
 
@@ -182,6 +183,10 @@ class Connector:
             return f"bind refused by {where}: {CommandStatus.describe(error.status)}"
         if isinstance(error, ResponseTimeout):
             return f"no bind response from {where} within {self.settings.response_timeout:g} s"
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return f"TLS certificate of {where} not trusted: {error.verify_message}"
+        if isinstance(error, ssl.SSLError):
+            return f"TLS with {where} failed: {error.reason or error}"
         if isinstance(error, TimeoutError):
             return f"connecting to {where} timed out"
         if isinstance(error, OSError):

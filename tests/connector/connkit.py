@@ -26,6 +26,8 @@ from smsmesh.smpp.pdu import (
     SubmitSmResp,
     make_response,
 )
+from smsmesh.smpp.session import Event as SessionEvent
+from smsmesh.smpp.session import UnbindRequested
 from smsmesh.store import SqliteStore, Store
 from smsmesh_connector.service import Connector
 from smsmesh_connector.settings import ConnectorSettings
@@ -214,6 +216,15 @@ class ScriptedSmsc:
 
     def _on_session(self, session: AsyncSession) -> None:
         self.sessions.append(session)
+        # Count unbinds as the protocol layer reports them (a spy, not a change).
+        receive = session.session.receive_data
+
+        def spy(data: bytes | bytearray | memoryview) -> list[SessionEvent]:
+            events = receive(data)
+            self.unbinds += sum(1 for e in events if isinstance(e, UnbindRequested))
+            return events
+
+        session.session.receive_data = spy  # type: ignore[method-assign]
 
         async def handle(pdu: Pdu) -> Pdu | None:
             if not isinstance(pdu, SubmitSm):
