@@ -92,7 +92,13 @@ def _simulator_main(port: int, options: dict[str, Any], pipe: Connection) -> Non
         loop.remove_reader(pipe.fileno())
         arrivals = [(r.text, r.at) for r in sim.received if r.command_status == 0]
         await sim.stop()
-        pipe.send({"arrivals": arrivals, "counters": sim.counters.as_dict()})
+        pipe.send(
+            {
+                "arrivals": arrivals,
+                "counters": sim.counters.as_dict(),
+                "cpu_s": time.process_time(),
+            }
+        )
 
     uvloop.run(main())
 
@@ -174,7 +180,7 @@ class Gateway:
         folder = workdir / "resources"
         folder.mkdir(parents=True)
         (folder / "resources.yaml").write_text(resources(sim_port, hook_url, tps, window))
-        store = f"sqlite:///{workdir / 'smsmesh.db'}"
+        store = f"sqlite:///{workdir / 'smsmesh.db'}" + os.environ.get("BENCH_STORE_OPTS", "")
         exe = [sys.executable, "-m", "smsmesh", "--log-level", "WARNING"]
         self.argv = {
             "connector": [
@@ -219,6 +225,16 @@ class Gateway:
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.05)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU each process has used so far (Linux /proc)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for name, proc in self.procs.items():
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            out[name] = round((int(fields[11]) + int(fields[12])) / ticks, 2)
+        return out
 
     async def stop(self) -> None:
         for proc in self.procs.values():
@@ -327,6 +343,8 @@ async def run_gateway(
             Path(tmp), sim.port, f"http://127.0.0.1:{hooks.port}/" if hooks else None, tps, window
         )
         await gateway.start()
+        cpu_before = gateway.cpu_seconds()
+        load_cpu_before = time.process_time()
         try:
             t0 = time.time()
             sent = await post_messages(gateway.url, messages, concurrency, rate)
@@ -336,6 +354,9 @@ async def run_gateway(
                     await hooks.all_arrived.wait()
             else:
                 await wait_drained(sim, messages)
+            cpu_after = gateway.cpu_seconds()
+            cpu = {k: round(v - cpu_before[k], 2) for k, v in cpu_after.items()}
+            cpu["load_generator"] = round(time.process_time() - load_cpu_before, 2)
         finally:
             await gateway.stop()
             if hooks:
@@ -356,6 +377,8 @@ async def run_gateway(
             [arrivals[t] - s for t, (s, _, _) in sent.items() if t in arrivals]
         ),
         "http_response": summary_ms([acc - s for s, acc, _ in sent.values()]),
+        "cpu_seconds": {**cpu, "simulator": round(report["cpu_s"], 2)},
+        "wall_seconds": round(last_arrival - t0, 2),
         "_arrivals": sorted(arrivals[t] for t in sent if t in arrivals),
     }
     if hooks:
