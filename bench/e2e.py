@@ -24,6 +24,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -319,6 +320,87 @@ async def post_messages(
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return results
+
+
+WRK_SCRIPT = """
+local thread_id = 0
+local counter = 0
+function setup(thread)
+  thread_id = thread_id + 1
+  thread:set("tid", thread_id)
+end
+function init(args)
+  counter = 0
+end
+function request()
+  counter = counter + 1
+  local body = '{"to":"+31612345678","text":"w' .. tid .. '-' .. counter .. '"}'
+  return wrk.format("POST", "/v1/messages", {
+    ["Authorization"] = "Bearer %s",
+    ["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+async def wrk_load(url: str, seconds: float, connections: int, workdir: Path) -> dict[str, Any]:
+    """Drive the router with wrk (C, one thread): the load generator takes little CPU."""
+    script = workdir / "post.lua"
+    script.write_text(WRK_SCRIPT % API_KEY)
+    proc = await asyncio.create_subprocess_exec(
+        "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", str(script), url,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    text = out.decode()
+    found = re.search(r"(\d+) requests in", text)
+    if found is None:
+        raise RuntimeError(f"unexpected wrk output:\n{text}")
+    requests = int(found.group(1))
+    non2xx = 0
+    for line in text.splitlines():
+        if "Non-2xx" in line:
+            non2xx = int(line.split()[-1])
+    latency = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in ("50%", "90%", "99%"):
+            latency[f"p{parts[0][:-1]}"] = parts[1]
+    return {"requests": requests, "non_2xx": non2xx, "latency": latency}
+
+
+async def run_wrk_gateway(
+    *, seconds: float, connections: int, sim_options: dict[str, Any]
+) -> dict[str, Any]:
+    """Throughput with wrk: accepted/s from wrk, submitted/s from the simulator's clock."""
+    sim = SimulatorProcess(**sim_options)
+    sim.start()
+    with tempfile.TemporaryDirectory(prefix="smsmesh-bench-") as tmp:
+        gateway = Gateway(Path(tmp), sim.port, None, None, 100)
+        await gateway.start()
+        cpu_before = gateway.cpu_seconds()
+        try:
+            t0 = time.time()
+            load = await wrk_load(gateway.url, seconds, connections, Path(tmp))
+            t_accepted = time.time()
+            accepted = load["requests"] - load["non_2xx"]
+            await wait_drained(sim, accepted)
+            cpu_after = gateway.cpu_seconds()
+        finally:
+            await gateway.stop()
+            report = sim.stop()
+    arrivals = sorted(at for text, at in report["arrivals"] if text.startswith("w"))
+    return {
+        "load_generator": "wrk",
+        "accepted": accepted,
+        "non_2xx": load["non_2xx"],
+        "accepted_per_s": round(accepted / (t_accepted - t0), 1),
+        "submitted_per_s": round(len(arrivals) / (arrivals[-1] - t0), 1),
+        "http_latency": load["latency"],
+        "cpu_seconds": {
+            **{k: round(v - cpu_before[k], 2) for k, v in cpu_after.items()},
+            "simulator": round(report["cpu_s"], 2),
+        },
+    }
 
 
 async def run_gateway(
