@@ -236,6 +236,17 @@ class WebhookJob:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookResult:
+    """How one leased webhook job ended: delivered, to retry at `retry_at`, or given up."""
+
+    job_id: int
+    ok: bool
+    at: float
+    retry_at: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionState:
     """Live state a connector publishes about its bind (read by routers for failover)."""
 

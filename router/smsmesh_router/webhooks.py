@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from smsmesh.model import WebhookJob
+from smsmesh.batching import WriteBehind
+from smsmesh.model import WebhookJob, WebhookResult
 from smsmesh.store import Store
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class WebhookPolicy:
     base_delay: float = 1.0
     max_delay: float = 600.0
     lease: float = 60.0
-    batch: int = 64
+    concurrency: int = 64  # deliveries in flight at once
     idle_poll: float = 0.2
 
 
@@ -55,6 +56,13 @@ class WebhookDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        # Completions are written in batches: one commit per delivery would make the
+        # store, not the receivers, the limit on how many webhooks go out per second.
+        self._results: WriteBehind[WebhookResult] = WriteBehind(
+            store.complete_webhooks, name="webhook-results"
+        )
         self.delivered = 0
         self.failed_attempts = 0
 
@@ -64,28 +72,44 @@ class WebhookDispatcher:
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     async def stop(self) -> None:
+        """Stop claiming, let deliveries in flight finish briefly, write their results."""
         self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=self._policy.request_timeout)
+            for task in self._in_flight:
+                task.cancel()  # its lease runs out and another dispatcher sends it
+        await self._results.close()
         if self._session is not None:
             await self._session.close()
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
-            try:
-                jobs = await self._store.claim_webhooks(
-                    self._policy.batch, time.time(), self._policy.lease
-                )
-            except Exception:
-                log.exception("claiming webhook jobs failed; retrying")
-                jobs = []
-            if not jobs:
+            free = self._policy.concurrency - len(self._in_flight)
+            jobs: list[WebhookJob] = []
+            if free > 0:
+                try:
+                    jobs = await self._store.claim_webhooks(free, time.time(), self._policy.lease)
+                except Exception:
+                    log.exception("claiming webhook jobs failed; retrying")
+            for job in jobs:
+                task = asyncio.create_task(self._deliver(job))
+                self._in_flight.add(task)
+                task.add_done_callback(self._done)
+            if free <= 0:  # full: wait for a delivery to finish
+                self._slot_freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_freed.wait(), self._policy.idle_poll)
+            elif len(jobs) < free:  # drained: look again after the poll interval
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._policy.idle_poll)
-                continue
-            await asyncio.gather(*(self._deliver(job) for job in jobs))
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slot_freed.set()
 
     async def _deliver(self, job: WebhookJob) -> None:
         assert self._session is not None
@@ -104,7 +128,7 @@ class WebhookDispatcher:
                 status = response.status
                 await response.read()
                 if 200 <= status < 300:
-                    await self._store.complete_webhook(job.id, True, time.time(), None, None)
+                    self._results.put(WebhookResult(job.id, True, time.time()))
                     self.delivered += 1
                     return
                 error = f"HTTP {status}"
@@ -122,4 +146,4 @@ class WebhookDispatcher:
             error,
             "; giving up" if give_up else "",
         )
-        await self._store.complete_webhook(job.id, False, time.time(), retry_at, error)
+        self._results.put(WebhookResult(job.id, False, time.time(), retry_at, error))

@@ -37,6 +37,7 @@ from smsmesh.model import (
     ReceiptMatch,
     SubmitReport,
     WebhookJob,
+    WebhookResult,
 )
 
 
@@ -108,7 +109,7 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def wait_for_work(self, connection: str, timeout: float) -> bool:  # noqa: ASYNC109
+    async def wait_for_work(self, connection: str, timeout: float) -> bool:
         """Return when work for `connection` may have arrived (True) or after `timeout` (False).
 
         A wake-up is a hint, not a promise: the caller always claims afterwards. A
@@ -162,6 +163,15 @@ class Store(abc.ABC):
         self, job_id: int, ok: bool, now: float, retry_at: float | None, error: str | None
     ) -> None:
         """Finish a leased job: delivered (ok), retry at `retry_at`, or given up (None)."""
+
+    async def complete_webhooks(self, results: Sequence[WebhookResult]) -> None:
+        """Finish many leased jobs; a backend should do it in one transaction.
+
+        A dispatcher delivering hundreds of webhooks a second must not spend a commit
+        on each. This default falls back to `complete_webhook` one by one.
+        """
+        for r in results:
+            await self.complete_webhook(r.job_id, r.ok, r.at, r.retry_at, r.error)
 
     # -- timeline ---------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ from smsmesh.model import (
     SubmitOutcome,
     SubmitReport,
     WebhookJob,
+    WebhookResult,
 )
 from smsmesh.store.base import Store, StoreError
 from smsmesh.store.sqlite_engine import Engine, Synchronous
@@ -183,7 +184,7 @@ class SqliteStore(Store):
             return []
         return await self._run(self._engine.claim, connection, limit, now)
 
-    async def wait_for_work(self, connection: str, timeout: float) -> bool:  # noqa: ASYNC109
+    async def wait_for_work(self, connection: str, timeout: float) -> bool:
         if self._executor is None:
             raise StoreError("store is not open")
         return await self._listeners.wait(connection, timeout)
@@ -221,6 +222,10 @@ class SqliteStore(Store):
         self, job_id: int, ok: bool, now: float, retry_at: float | None, error: str | None
     ) -> None:
         await self._run(self._engine.complete_webhook, job_id, ok, now, retry_at, error)
+
+    async def complete_webhooks(self, results: Sequence[WebhookResult]) -> None:
+        if results:
+            await self._run(self._engine.complete_webhooks, list(results))
 
     # -- timeline ---------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from smsmesh.model import (
     SubmitReport,
     WebhookJob,
     WebhookKind,
+    WebhookResult,
 )
 from smsmesh.smpp.receipt import id_candidates
 from smsmesh.store.base import StoreError
@@ -67,6 +68,7 @@ class Engine:
         self._path = path
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
+        self._level = synchronous  # the connection's current PRAGMA synchronous
         self._max_attempts = max_attempts
         self._sender = sender
         self._conn: sqlite3.Connection | None = None
@@ -132,10 +134,24 @@ class Engine:
         finally:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
 
+    def _set_synchronous(self, conn: sqlite3.Connection, durable: bool) -> None:
+        level = self._synchronous if durable else "NORMAL"
+        if level != self._level:
+            conn.execute(f"PRAGMA synchronous = {level}")
+            self._level = level
+
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Tx]:
-        """A write transaction; wake-ups are sent only once it committed."""
+    def _write(self, durable: bool = True) -> Iterator[Tx]:
+        """A write transaction; wake-ups are sent only once it committed.
+
+        `durable=False` commits without waiting for the disk (WAL, synchronous=NORMAL):
+        a process crash loses nothing, a power loss may undo the latest such commits.
+        Used for facts whose loss only causes a repeat (a claim, a submit report, a
+        webhook completion), never for what the gateway has acknowledged to someone
+        else (accepted messages, stored receipts and MO messages).
+        """
         conn = self.conn
+        self._set_synchronous(conn, durable)
         self._begin_immediate(conn)
         tx = Tx(conn)
         try:
@@ -277,7 +293,7 @@ class Engine:
         return {connection: count for connection, count in rows}
 
     def expire(self, now: float, receipt_grace: float) -> int:
-        with self._write() as tx:
+        with self._write(durable=False) as tx:
             queued = tx.conn.execute(
                 "SELECT id, connection FROM messages WHERE state = 'queued' AND expires_at <= ?",
                 (now,),
@@ -306,7 +322,7 @@ class Engine:
     # -- connector side ---------------------------------------------------------------
 
     def recover(self, connection: str, now: float) -> int:
-        with self._write() as tx:
+        with self._write(durable=False) as tx:
             rows = tx.conn.execute(
                 """UPDATE messages SET state = 'queued', updated_at = ?
                    WHERE connection = ? AND state = 'dispatching' RETURNING id""",
@@ -317,7 +333,7 @@ class Engine:
         return len(rows)
 
     def claim(self, connection: str, limit: int, now: float) -> list[ClaimedMessage]:
-        with self._write() as tx:
+        with self._write(durable=False) as tx:
             rows = tx.conn.execute(
                 """UPDATE messages SET state = 'dispatching', attempts = attempts + 1,
                                        updated_at = ?
@@ -353,7 +369,7 @@ class Engine:
         ]
 
     def record_submits(self, reports: Sequence[SubmitReport]) -> None:
-        with self._write() as tx:
+        with self._write(durable=False) as tx:
             for report in reports:
                 self._record_submit(tx, report)
 
@@ -509,7 +525,7 @@ class Engine:
                     )  # fmt: skip
 
     def publish_connection_state(self, state: ConnectionState) -> None:
-        with self._write() as tx:
+        with self._write(durable=False) as tx:
             tx.conn.execute(
                 """INSERT INTO connections (name, state, updated_at) VALUES (?,?,?)
                    ON CONFLICT (name) DO UPDATE
@@ -528,14 +544,14 @@ class Engine:
         return out
 
     def add_events(self, events: Sequence[tuple[str, Event]]) -> None:
-        with self._write() as tx:
+        with self._write(durable=False) as tx:
             for message_id, e in events:
                 tx.event(message_id, e.at, e.kind, e.status, e.connection, e.detail)
 
     # -- webhooks ---------------------------------------------------------------------
 
     def claim_webhooks(self, limit: int, now: float, lease: float) -> list[WebhookJob]:
-        with self._write() as tx:
+        with self._write(durable=False) as tx:
             rows = tx.conn.execute(
                 """UPDATE webhooks SET lease_until = ?, updated_at = ?
                    WHERE id IN (
@@ -564,32 +580,46 @@ class Engine:
     def complete_webhook(
         self, job_id: int, ok: bool, now: float, retry_at: float | None, error: str | None
     ) -> None:
-        with self._write() as tx:
-            row = tx.conn.execute(
-                "SELECT state, attempts, message_id, kind FROM webhooks WHERE id = ?", (job_id,)
-            ).fetchone()
-            if row is None:
-                raise StoreError(f"complete_webhook: no webhook job {job_id}")
-            state, attempts, message_id, kind = row
-            if state != "pending":
-                return  # completed already (a re-leased copy finished first)
-            attempt = attempts + 1
-            detail: dict[str, Any] = {"job": job_id, "kind": kind, "attempt": attempt}
-            if ok:
-                new_state, attempts_after, due_at = "done", attempts, None
-                detail["result"] = "delivered"
-            elif retry_at is not None:
-                new_state, attempts_after, due_at = "pending", attempt, retry_at
-                detail.update(result="failed", retry_at=retry_at)
-            else:
-                new_state, attempts_after, due_at = "gave_up", attempt, None
-                detail["result"] = "gave_up"
-            if error and not ok:
-                detail["error"] = error
-            tx.conn.execute(
-                """UPDATE webhooks SET state = ?, attempts = ?, due_at = coalesce(?, due_at),
-                                       lease_until = NULL, last_error = ?, updated_at = ?
-                   WHERE id = ?""",
-                (new_state, attempts_after, due_at, None if ok else error, now, job_id),
-            )
-            tx.event(message_id, now, "webhook", None, None, detail)
+        self.complete_webhooks([WebhookResult(job_id, ok, now, retry_at, error)])
+
+    def complete_webhooks(self, results: Sequence[WebhookResult]) -> None:
+        with self._write(durable=False) as tx:
+            for result in results:
+                self._complete_webhook(tx, result)
+
+    def _complete_webhook(self, tx: Tx, result: WebhookResult) -> None:
+        job_id, ok, now, retry_at, error = (
+            result.job_id,
+            result.ok,
+            result.at,
+            result.retry_at,
+            result.error,
+        )
+        row = tx.conn.execute(
+            "SELECT state, attempts, message_id, kind FROM webhooks WHERE id = ?", (job_id,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"complete_webhook: no webhook job {job_id}")
+        state, attempts, message_id, kind = row
+        if state != "pending":
+            return  # completed already (a re-leased copy finished first)
+        attempt = attempts + 1
+        detail: dict[str, Any] = {"job": job_id, "kind": kind, "attempt": attempt}
+        if ok:
+            new_state, attempts_after, due_at = "done", attempts, None
+            detail["result"] = "delivered"
+        elif retry_at is not None:
+            new_state, attempts_after, due_at = "pending", attempt, retry_at
+            detail.update(result="failed", retry_at=retry_at)
+        else:
+            new_state, attempts_after, due_at = "gave_up", attempt, None
+            detail["result"] = "gave_up"
+        if error and not ok:
+            detail["error"] = error
+        tx.conn.execute(
+            """UPDATE webhooks SET state = ?, attempts = ?, due_at = coalesce(?, due_at),
+                                   lease_until = NULL, last_error = ?, updated_at = ?
+               WHERE id = ?""",
+            (new_state, attempts_after, due_at, None if ok else error, now, job_id),
+        )
+        tx.event(message_id, now, "webhook", None, None, detail)
