@@ -3,7 +3,10 @@
 Writers call `pg_notify(channel, '')` inside the transaction that commits the work;
 PostgreSQL delivers a notification only when (and if) that transaction commits, so a
 wake-up never arrives before the work is visible. Each connection name has its own
-channel, so a connector hears about its own work only.
+channel, so a connector hears about its own work only. PostgreSQL folds identical
+notifications of one transaction into one, and serialises the commits of notifying
+transactions on a global lock: cheap here, because every write is a batch (one commit,
+one notification per connection, per batch).
 
 A listening session must stay open between notifications, so it is a dedicated
 connection outside the pool (a pooled one would be reset and reused). Connections do
