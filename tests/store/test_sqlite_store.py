@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from storekit import CONN, new_message, receipt, record, submit_new
+from storekit import CONN, T0, new_message, receipt, record, submit_new
 
 from smsmesh.model import MessageStatus, NewMessage
 from smsmesh.store import SqliteStore, StoreError, open_store
@@ -83,9 +83,26 @@ def test_bad_store_urls_are_refused_clearly(url: str) -> None:
 async def test_schema_version_and_pragmas(sqlite_store: SqliteStore) -> None:
     settings = await sqlite_store.diagnostics()
     assert settings["journal_mode"] == "wal"
-    assert settings["synchronous"] == "FULL"
+    assert settings["synchronous"] == "NORMAL"
     assert settings["schema_version"] == 1
     assert settings["busy_timeout_ms"] == 30_000
+
+
+async def test_full_store_flushes_what_it_acknowledges_but_not_what_only_repeats(
+    tmp_path: Path,
+) -> None:
+    """synchronous=FULL applies to accepts and receipts; claims never wait for the disk."""
+    store = SqliteStore(tmp_path / "full.db", synchronous="FULL")
+    await store.open()
+    try:
+        await store.accept([new_message()])
+        assert (await store.diagnostics())["synchronous"] == "FULL"
+        assert await store.claim(CONN, 10, T0 + 10)
+        assert (await store.diagnostics())["synchronous"] == "NORMAL"
+        await store.record_receipts([receipt("does-not-exist")])
+        assert (await store.diagnostics())["synchronous"] == "FULL"
+    finally:
+        await store.close()
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
