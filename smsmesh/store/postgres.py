@@ -53,6 +53,7 @@ from smsmesh.model import (
     SubmitOutcome,
     SubmitReport,
     WebhookJob,
+    WebhookResult,
 )
 from smsmesh.store import postgres_engine as engine
 from smsmesh.store.base import Store, StoreError
@@ -402,6 +403,11 @@ class PostgresStore(Store):
     ) -> None:
         async with self._conn() as conn:
             await engine.complete_webhook(conn, job_id, ok, now, retry_at, error)
+
+    async def complete_webhooks(self, results: Sequence[WebhookResult]) -> None:
+        if results:
+            async with self._conn() as conn:
+                await engine.complete_webhooks(conn, results)
 
     # -- timeline ---------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from smsmesh.model import (
     SubmitReport,
     WebhookJob,
     WebhookKind,
+    WebhookResult,
 )
 from smsmesh.smpp.receipt import id_candidates
 from smsmesh.store.base import StoreError
@@ -643,6 +644,74 @@ async def complete_webhook(
     )
     if row is None or row["found"] is None:
         raise StoreError(f"complete_webhook: no webhook job {job_id}")
+
+
+_FINISH_WEBHOOKS = """
+WITH done AS (
+    UPDATE webhooks w
+    SET state = u.state, attempts = u.attempts, due_at = u.due_at, lease_until = NULL,
+        last_error = u.last_error, updated_at = u.updated_at
+    FROM unnest($1::int8[], $2::text[], $3::int4[], $4::float8[], $5::text[], $6::float8[])
+        AS u(id, state, attempts, due_at, last_error, updated_at)
+    WHERE w.id = u.id
+),
+logged AS (
+    INSERT INTO events (message_id, at, kind, connection, detail)
+    SELECT message_id, at, 'webhook', NULL, detail::jsonb
+    FROM unnest($7::text[], $8::float8[], $9::text[]) WITH ORDINALITY
+        AS e(message_id, at, detail, ord)
+    ORDER BY ord
+)
+SELECT 1
+"""
+
+
+async def complete_webhooks(conn: Conn, results: Sequence[WebhookResult]) -> None:
+    """Finish many leased jobs in one transaction: lock them, apply in order, write once.
+
+    The same rules as `complete_webhook`, one result after the other (a job named twice
+    sees the first result); an unknown job fails the whole batch.
+    """
+    async with conn.transaction():
+        rows = await conn.fetch(
+            """SELECT id, state, attempts, message_id, kind, due_at FROM webhooks
+               WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE""",
+            sorted({r.job_id for r in results}),
+        )
+        jobs = {r["id"]: dict(r) for r in rows}
+        changed: dict[int, tuple[Any, ...]] = {}
+        events: list[tuple[str, float, str]] = []
+        for result in results:
+            job = jobs.get(result.job_id)
+            if job is None:
+                raise StoreError(f"complete_webhook: no webhook job {result.job_id}")
+            if job["state"] != "pending":
+                continue  # completed already (a re-leased copy finished first)
+            attempt = job["attempts"] + 1
+            detail: dict[str, Any] = {"job": job["id"], "kind": job["kind"], "attempt": attempt}
+            if result.ok:
+                job["state"] = "done"
+                detail["result"] = "delivered"
+            elif result.retry_at is not None:
+                job.update(state="pending", attempts=attempt, due_at=result.retry_at)
+                detail.update(result="failed", retry_at=result.retry_at)
+            else:
+                job.update(state="gave_up", attempts=attempt)
+                detail["result"] = "gave_up"
+            if result.error and not result.ok:
+                detail["error"] = result.error
+            last_error = None if result.ok else result.error
+            changed[job["id"]] = (
+                job["id"], job["state"], job["attempts"], job["due_at"], last_error, result.at
+            )  # fmt: skip
+            events.append((job["message_id"], result.at, dumps(detail)))
+        if changed:
+            updates = list(changed.values())
+            await conn.execute(
+                _FINISH_WEBHOOKS,
+                *([u[i] for u in updates] for i in range(6)),
+                *([e[i] for e in events] for i in range(3)),
+            )
 
 
 # -- retention ------------------------------------------------------------------------------
