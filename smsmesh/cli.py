@@ -74,6 +74,16 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     return operator_main(list(args.operator_args))
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from smsmesh.store import migrate
+
+    if not args.store:
+        raise SystemExit("error: give --store or set SMSMESH_STORE_URL")
+    applied = asyncio.run(migrate(args.store))
+    print("\n".join(applied) if applied else "schema up to date")
+    return 0
+
+
 def _cmd_crds(args: argparse.Namespace) -> int:
     from smsmesh.resources.crdgen import write_crds
 
@@ -184,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     operator.add_argument("operator_args", nargs=argparse.REMAINDER)
     operator.set_defaults(func=_cmd_operator)
+
+    migrate = sub.add_parser("migrate", help="apply the store's schema migrations and exit")
+    migrate.add_argument("--store", default=os.environ.get("SMSMESH_STORE_URL"), help="store URL")
+    migrate.set_defaults(func=_cmd_migrate)
 
     crds = sub.add_parser("crds", help="write the CRD YAML generated from the models")
     crds.add_argument("--output", default="crds")
