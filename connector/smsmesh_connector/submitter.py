@@ -3,14 +3,15 @@
 One task per message, started in claim order: a message's parts go out one after the
 other (each waits for the previous part's response), while up to `window` messages are
 in flight at once, so sending is pipelined across messages. A message takes one window
-slot (a FIFO semaphore) for all of its parts, then a rate-limiter slot per part; the
+slot (a FIFO semaphore) before its first part, then a rate-limiter slot per part; the
 session's own window is the same size and so never blocks.
 
-Bounds that make crash recovery cheap: a claimed message counts as "in progress" until
-its outcome is durably recorded (not merely sent), and at most `in_progress_limit`
-(default 2 x window) messages are in progress. A kill -9 therefore re-sends at most that
-many messages (those the SMSC accepted whose report had not been committed, plus those in
-flight); `recover()` at the next start puts them back in the queue.
+What a crash can duplicate is bounded by the window: a message's window slot is given
+back only when its outcome is durably recorded, not when its last response arrives, so
+at most `window` messages are ever "sent but not recorded". After a kill -9, `recover()`
+at the next start requeues them (and the claimed-but-unsent ones, which cost nothing).
+Claiming is bounded too: at most `in_progress_limit` (default 2 x window) messages are
+claimed and not yet recorded, so a queue of ready messages waits for every free slot.
 
 Outcomes (see `classify`): OK on every part -> SUBMITTED with the SMSC ids; THROTTLED ->
 slow the limiter down (once per episode, not once per response) and re-send the same
@@ -19,7 +20,7 @@ requeued after `retry_delay`; FAILOVER -> requeued on the route's next target; R
 -> final. A lost session or a missing response requeues the message at once: the SMSC
 may have taken it, so that is where duplicates come from (at most the window).
 
-Reports go through a write-behind queue: the SMPP path never waits for the store.
+Reports go through a write-behind queue: a response handler never waits for the store.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class _Job:
     cancel_reason: str = "cancelled"
     throttle_noted: bool = False
     reported: bool = False
+    holds_slot: bool = False  # a window slot, released once the outcome is durable
 
 
 class Submitter:
@@ -85,6 +87,9 @@ class Submitter:
         # Claim in batches, yet never let the in-progress set fall below the window.
         self._min_claim = max(1, min(self._capacity // 4, self._capacity - settings.window))
         self._in_progress: dict[str, _Job] = {}
+        # Window slots: taken before a message's first part is sent, given back when its
+        # outcome is recorded. One gate for the connector's life, across sessions.
+        self._gate = asyncio.Semaphore(settings.window)
         self._wake = asyncio.Event()
         self._hint = True  # the store may have work: claim before waiting
         self._stopping = False
@@ -113,14 +118,13 @@ class Submitter:
         """
         self._session = session
         self._stopping = False
-        gate = asyncio.Semaphore(self._settings.window)
         helpers = [
             asyncio.create_task(self._wake_on(stop.wait()), name="submitter-stop"),
             asyncio.create_task(self._wake_on(session.wait_closed()), name="submitter-closed"),
             asyncio.create_task(self._store_waker(), name="submitter-waker"),
         ]
         try:
-            await self._claim_loop(session, stop, gate)
+            await self._claim_loop(session, stop)
         finally:
             for helper in helpers:
                 helper.cancel()
@@ -167,9 +171,7 @@ class Submitter:
             self._hint = True
             self._wake.set()
 
-    async def _claim_loop(
-        self, session: AsyncSession, stop: asyncio.Event, gate: asyncio.Semaphore
-    ) -> None:
+    async def _claim_loop(self, session: AsyncSession, stop: asyncio.Event) -> None:
         drained = False
         while not stop.is_set() and not session.closed:
             if self._hint:
@@ -202,7 +204,7 @@ class Submitter:
             for message in claimed:
                 job = _Job(message)
                 self._in_progress[message.id] = job
-                job.task = asyncio.create_task(self._run_job(job, session, gate))
+                job.task = asyncio.create_task(self._run_job(job, session))
 
     async def _settle(self, reason: str, *, drain: bool) -> None:
         running = [
@@ -232,9 +234,9 @@ class Submitter:
 
     # -- one message ----------------------------------------------------------------------
 
-    async def _run_job(self, job: _Job, session: AsyncSession, gate: asyncio.Semaphore) -> None:
+    async def _run_job(self, job: _Job, session: AsyncSession) -> None:
         try:
-            report = await self._submit(job, session, gate)
+            report = await self._submit(job, session)
         except asyncio.CancelledError:
             # Our own task, cancelled by _settle (or loop shutdown): the outcome is a
             # requeue either way, and the cancellation ends here.
@@ -244,9 +246,7 @@ class Submitter:
             report = self._requeue(job.message, f"internal error: {type(exc).__name__}")
         self._finish(job, report)
 
-    async def _submit(
-        self, job: _Job, session: AsyncSession, gate: asyncio.Semaphore
-    ) -> SubmitReport:
+    async def _submit(self, job: _Job, session: AsyncSession) -> SubmitReport:
         message = job.message
         try:
             pdus = self._composer.compose(message)
@@ -255,41 +255,45 @@ class Submitter:
         ids: list[str] = []
         limiter = self._limiter
         timeout = self._settings.response_timeout
-        async with gate:
-            for part, pdu in enumerate(pdus, 1):
-                while True:
-                    if time.time() >= message.expires_at:
-                        # Requeued past its validity: the expiry sweeper ends it as expired.
-                        return self._requeue(message, "validity ended before submission")
-                    await limiter.acquire()
-                    epoch = self._throttle_epoch
-                    pdu.sequence_number = 0  # the session numbers it (again, on a re-send)
-                    job.sent = True
-                    try:
-                        response = await session.request(pdu, timeout)
-                    except ResponseTimeout:
-                        return self._requeue(message, f"no submit_sm_resp within {timeout:g} s")
-                    except (SessionClosed, LocalProtocolError):
-                        return self._requeue(message, "session lost before the response")
-                    except PduError as exc:
-                        return self._report(
-                            message, SubmitOutcome.REJECTED, error=f"cannot encode: {exc}"
-                        )
-                    status = response.command_status
-                    disposition = classify(status)
-                    if disposition is Disposition.OK and not isinstance(response, SubmitSmResp):
-                        disposition = Disposition.RETRY  # generic_nack with status 0
-                    if disposition is Disposition.OK:
-                        ids.append(self._smsc_id(response, message, part))
-                        self._state.counters.parts_submitted += 1
-                        self._state.meter.add()
-                        break
-                    if disposition is Disposition.THROTTLED:
-                        self._throttled(job, status, epoch)
-                        if self._stopping:
-                            return self._requeue(message, "throttled while stopping", status)
-                        continue
-                    return self._refused(message, disposition, status, part, len(pdus))
+        # The slot is given back when the outcome is durable (see _record), not when
+        # the last response arrives: so at most `window` messages are ever sent but not
+        # yet recorded, which is what a crash can duplicate.
+        await self._gate.acquire()
+        job.holds_slot = True
+        for part, pdu in enumerate(pdus, 1):
+            while True:
+                if time.time() >= message.expires_at:
+                    # Requeued past its validity: the expiry sweeper ends it as expired.
+                    return self._requeue(message, "validity ended before submission")
+                await limiter.acquire()
+                epoch = self._throttle_epoch
+                pdu.sequence_number = 0  # the session numbers it (again, on a re-send)
+                job.sent = True
+                try:
+                    response = await session.request(pdu, timeout)
+                except ResponseTimeout:
+                    return self._requeue(message, f"no submit_sm_resp within {timeout:g} s")
+                except (SessionClosed, LocalProtocolError):
+                    return self._requeue(message, "session lost before the response")
+                except PduError as exc:
+                    return self._report(
+                        message, SubmitOutcome.REJECTED, error=f"cannot encode: {exc}"
+                    )
+                status = response.command_status
+                disposition = classify(status)
+                if disposition is Disposition.OK and not isinstance(response, SubmitSmResp):
+                    disposition = Disposition.RETRY  # generic_nack with status 0
+                if disposition is Disposition.OK:
+                    ids.append(self._smsc_id(response, message, part))
+                    self._state.counters.parts_submitted += 1
+                    self._state.meter.add()
+                    break
+                if disposition is Disposition.THROTTLED:
+                    self._throttled(job, status, epoch)
+                    if self._stopping:
+                        return self._requeue(message, "throttled while stopping", status)
+                    continue
+                return self._refused(message, disposition, status, part, len(pdus))
         return self._report(message, SubmitOutcome.SUBMITTED, smsc_ids=tuple(ids), command_status=0)
 
     def _smsc_id(self, response: object, message: ClaimedMessage, part: int) -> str:
@@ -448,4 +452,7 @@ class Submitter:
             job = in_progress.get(report.message_id)
             if job is not None and job.reported:
                 del in_progress[report.message_id]
+                if job.holds_slot:
+                    job.holds_slot = False
+                    self._gate.release()
         self._wake.set()

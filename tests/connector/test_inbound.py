@@ -255,3 +255,27 @@ async def test_mo_without_bind_application_goes_by_number(
             return  # stored without a webhook: nobody claims it
         (payload,) = await inbound_jobs(store, 1)
     assert payload["application"] == application
+
+
+async def test_held_parts_of_a_lost_session_are_not_stored(
+    scripted: ScriptedSmsc, store: SqliteStore, db: Path
+) -> None:
+    settings = make_settings(
+        scripted.port, db, inbound_application="app", inbound_webhook_url=MO_URL,
+        mo_reassembly_wait=0.3,
+    )  # fmt: skip
+    async with running(settings) as conn:
+        session = scripted.sessions[0]
+        pending = asyncio.ensure_future(
+            session.request(_udh_part(4, 2, 1, "one".encode("utf-16-be")), WAIT)
+        )
+        await wait_until(lambda: conn.connector.inbound.assembler.held == 1)
+        session.abort()  # unanswered: the SMSC will deliver the part again
+        await conn.wait_unbound()
+        assert conn.connector.inbound.assembler.held == 0
+        await asyncio.sleep(0.4)  # past the reassembly wait: nothing may be stored late
+        assert conn.connector.state.counters.mo == 0
+    with pytest.raises(ConnectionError):
+        await pending
+    jobs = await store.claim_webhooks(10, time.time() + 3600, 1e-6)
+    assert jobs == []
