@@ -31,7 +31,6 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -174,14 +173,20 @@ spec:
 
 class Gateway:
     def __init__(
-        self, workdir: Path, sim_port: int, hook_url: str | None, tps: float | None, window: int
+        self,
+        workdir: Path,
+        sim_port: int,
+        hook_url: str | None,
+        tps: float | None,
+        window: int,
+        store_options: str = "",
     ) -> None:
         self.workdir = workdir
         self.port = free_port()
         folder = workdir / "resources"
         folder.mkdir(parents=True)
         (folder / "resources.yaml").write_text(resources(sim_port, hook_url, tps, window))
-        store = f"sqlite:///{workdir / 'smsmesh.db'}" + os.environ.get("BENCH_STORE_OPTS", "")
+        store = f"sqlite:///{workdir / 'smsmesh.db'}{store_options}"
         exe = [sys.executable, "-m", "smsmesh", "--log-level", "WARNING"]
         self.argv = {
             "connector": [
@@ -347,7 +352,14 @@ async def wrk_load(url: str, seconds: float, connections: int, workdir: Path) ->
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT % API_KEY)
     proc = await asyncio.create_subprocess_exec(
-        "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", str(script), url,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{int(seconds)}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await proc.communicate()
@@ -412,7 +424,7 @@ async def run_gateway(
     rate: float | None = None,
     sim_options: dict[str, Any],
     webhooks: bool = False,
-    settle: Callable[[dict[str, Any]], bool] | None = None,
+    store_options: str = "",
 ) -> dict[str, Any]:
     sim = SimulatorProcess(**sim_options)
     sim.start()
@@ -422,7 +434,12 @@ async def run_gateway(
         await hooks.start()
     with tempfile.TemporaryDirectory(prefix="smsmesh-bench-") as tmp:
         gateway = Gateway(
-            Path(tmp), sim.port, f"http://127.0.0.1:{hooks.port}/" if hooks else None, tps, window
+            Path(tmp),
+            sim.port,
+            f"http://127.0.0.1:{hooks.port}/" if hooks else None,
+            tps,
+            window,
+            store_options=store_options,
         )
         await gateway.start()
         cpu_before = gateway.cpu_seconds()
@@ -539,14 +556,23 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     }
     print("baseline: SMPP client straight to the simulator ...", flush=True)
     results["baseline"] = await baseline(n, 100)
+    use_wrk = shutil.which("wrk") is not None and not args.python_load
+
+    async def throughput(sim_options: dict[str, Any]) -> dict[str, Any]:
+        if use_wrk:
+            return await run_wrk_gateway(
+                seconds=args.seconds, connections=args.concurrency, sim_options=sim_options
+            )
+        result = await run_gateway(
+            messages=n, concurrency=args.concurrency, sim_options=sim_options
+        )
+        result.pop("_arrivals")
+        return {"load_generator": "python-aiohttp", **result}
+
     print("throughput: gateway, window 100, no TPS limit, no receipts ...", flush=True)
-    tp = await run_gateway(
-        messages=n, concurrency=args.concurrency, sim_options={"receipts_enabled": False}
-    )
+    tp = await throughput({"receipts_enabled": False})
     print("receipts: the same with an instant receipt per message ...", flush=True)
-    rc = await run_gateway(
-        messages=n, concurrency=args.concurrency, sim_options={"receipt_delay": 0.0}
-    )
+    rc = await throughput({"receipt_delay": 0.0})
     print("latency: steady 500 messages/s with receipts and webhooks ...", flush=True)
     lat = await run_gateway(
         messages=args.steady_seconds * 500,
@@ -555,15 +581,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         sim_options={"receipt_delay": 0.0},
         webhooks=True,
     )
+    print("latency, synchronous=FULL: the same with a disk flush per commit ...", flush=True)
+    lat_full = await run_gateway(
+        messages=args.steady_seconds * 500,
+        concurrency=64,
+        rate=500.0,
+        sim_options={"receipt_delay": 0.0},
+        webhooks=True,
+        store_options="?synchronous=FULL",
+    )
     print("tps: limit 200 with a backlog, 10 s ...", flush=True)
     tps = await run_gateway(
         messages=2400, concurrency=64, tps=200.0, sim_options={"receipts_enabled": False}
     )
-    for r in (tp, rc, lat):
+    for r in (lat, lat_full):
         r.pop("_arrivals")
     results["throughput"] = tp
     results["receipts"] = rc
     results["latency_500"] = lat
+    results["latency_500_synchronous_full"] = lat_full
     results["tps_200"] = smoothness(tps.pop("_arrivals"), 200.0)
     results["ratios"] = {
         "throughput_vs_baseline": round(
@@ -579,7 +615,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--concurrency", type=int, default=128)
+    parser.add_argument("--concurrency", type=int, default=64, help="HTTP connections")
+    parser.add_argument("--seconds", type=int, default=10, help="throughput runs (wrk)")
+    parser.add_argument(
+        "--python-load", action="store_true", help="load with aiohttp even if wrk is there"
+    )
     parser.add_argument("--steady-seconds", type=int, default=10)
     parser.add_argument("--output", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args(argv)
