@@ -94,7 +94,6 @@ class Submitter:
         self._hint = True  # the store may have work: claim before waiting
         self._stopping = False
         self._throttle_epoch = 0
-        self._session: AsyncSession | None = None
         self._retry_timer: asyncio.TimerHandle | None = None
         self._retry_at = 0.0
 
@@ -116,7 +115,6 @@ class Submitter:
         `drain_timeout` to be answered, then whatever is left is requeued. On a lost
         session everything unresolved is requeued at once (no answer can come).
         """
-        self._session = session
         self._stopping = False
         helpers = [
             asyncio.create_task(self._wake_on(stop.wait()), name="submitter-stop"),
@@ -133,7 +131,6 @@ class Submitter:
                 await self._settle("connector stopping", drain=True)
             else:
                 await self._settle("session lost", drain=False)
-            self._session = None
 
     async def flush(self, timeout: float) -> bool:
         """Write every queued report; False if the store did not take them in time

@@ -196,3 +196,10 @@ async def test_tls_bind_verifies_the_certificate(
         assert len(smsc.sessions) == 1  # the unverified server never saw a bind
     finally:
         await smsc.stop()
+
+
+async def test_serve_exits_1_when_the_store_cannot_be_used(tmp_path: Path) -> None:
+    from smsmesh_connector.service import serve
+
+    settings = make_settings(2775, tmp_path / "missing-dir" / "x.db")
+    assert await asyncio.wait_for(serve(settings, asyncio.Event()), WAIT) == 1
