@@ -446,6 +446,8 @@ class Submitter:
                               self._name, exc)  # fmt: skip
         in_progress = self._in_progress
         for report in reports:
+            if report.outcome is SubmitOutcome.REQUEUE and not report.failover:
+                self._hint = True  # back in our own queue: claimable now (or when due)
             job = in_progress.get(report.message_id)
             if job is not None and job.reported:
                 del in_progress[report.message_id]

@@ -178,3 +178,21 @@ async def test_requeued_message_keeps_attempt_count(
     assert len(scripted.submits) == 3
     (final,) = await records(store, [message_id])
     assert final.status is MessageStatus.FAILED
+
+
+async def test_missing_response_requeues_and_resends(
+    scripted: ScriptedSmsc, store: SqliteStore, db: Path
+) -> None:
+    hold = asyncio.Event()
+    scripted.hold = hold  # the first submit is never answered in time
+    (message_id,) = await accept(store, [new_message()])
+    async with running(make_settings(scripted.port, db, response_timeout=0.2)) as conn:
+        await wait_until(lambda: scripted.held == 1)
+        scripted.hold = None  # later submits are answered at once
+        (rec,) = await wait_status(store, [message_id], SUBMITTED)
+        assert conn.connector.state.counters.requeued == 1
+        hold.set()
+    assert rec.attempts == 2
+    assert len(scripted.submits) == 2  # the SMSC may have taken it twice: a duplicate
+    requeued = next(e for e in rec.events if e.kind == "requeued")
+    assert "no submit_sm_resp" in requeued.detail["error"]
