@@ -140,3 +140,22 @@ def test_every_wait_loop_is_bounded(loop: str) -> None:
     for match in re.finditer(r"for _ in \$\(seq (\d+)\); do", text):
         assert 0 < int(match.group(1)) <= 120
     assert "while true" not in text
+
+
+def test_readme_install_command_renders(helm: Path) -> None:
+    """The helm install of README's "Run on Kubernetes" section works with this chart."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Run on Kubernetes", 1)[1]
+    text = section.replace("\\\n", " ")
+    (line,) = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("helm install")]
+    words = shlex.split(line)
+    assert words[2:4] == ["smsmesh", "helm/smsmesh"]
+    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    out = run_helm(helm, "template", words[2], str(CHART), "-n", "smsmesh",
+                   *(a for s in sets for a in ("--set", s)))  # fmt: skip
+    rendered = Manifests.parse(out)
+    assert rendered.get("Service", "smsmesh-simulator")
+    # The names the section then uses exist.
+    assert "port-forward svc/smsmesh-router 8080:80" in section
+    secrets = {d["metadata"]["name"]: d for d in examples(EXAMPLES / "00-secrets.yaml")}
+    assert f"Bearer {secrets['demo-api-key']['stringData']['apiKey']}" in section
