@@ -412,3 +412,14 @@ def test_id_candidates_canonical_first() -> None:
 @given(st.integers(0, 2**64))
 def test_id_candidates_decimal_and_hex_of_same_number_meet(n: int) -> None:
     assert set(id_candidates(str(n))) & set(id_candidates(format(n, "X")))
+
+
+def test_tlv_receipt_keeps_the_text_error_and_raw_text_without_parsing_dates() -> None:
+    text = b"id:77 sub:001 dlvrd:000 submit date:bogus done date:bogus stat:UNDELIV err:034 text:x"
+    tlvs = {0x001E: b"77\x00", 0x0427: bytes([5])}
+    receipt = receipt_from_deliver(0x04, 0, text, tlvs, "c", 1.0)
+    assert receipt is not None
+    assert receipt.smsc_message_id == "77"
+    assert receipt.state is ReceiptState.UNDELIVERABLE
+    assert receipt.error_code == "034"
+    assert receipt.raw == text.decode()
