@@ -144,6 +144,9 @@ class SubmitReport:
     error: str | None = None  # human-readable reason, no secrets, no message text
     retry_at: float | None = None  # REQUEUE: not before this time
     failover: bool = False  # REQUEUE: move to the next target instead of retrying this one
+    # REQUEUE: False when nothing was sent (stopping, session lost before sending), so the
+    # claim does not use up one of the message's attempts.
+    attempted: bool = True
 
 
 @dataclass(frozen=True, slots=True)

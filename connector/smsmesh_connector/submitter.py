@@ -196,7 +196,9 @@ class Submitter:
                 for message in claimed:
                     job = _Job(message)
                     self._in_progress[message.id] = job
-                    self._finish(job, self._requeue(message, f"not sent: {reason}"))
+                    self._finish(
+                        job, self._requeue(message, f"not sent: {reason}", attempted=False)
+                    )
                 break
             for message in claimed:
                 job = _Job(message)
@@ -227,7 +229,7 @@ class Submitter:
         await asyncio.gather(*(task for _, task in running), return_exceptions=True)
         for job, _ in running:
             if not job.reported:  # cancelled before its coroutine ever ran
-                self._finish(job, self._requeue(job.message, job.cancel_reason))
+                self._finish(job, self._requeue(job.message, job.cancel_reason, attempted=job.sent))
 
     # -- one message ----------------------------------------------------------------------
 
@@ -237,7 +239,7 @@ class Submitter:
         except asyncio.CancelledError:
             # Our own task, cancelled by _settle (or loop shutdown): the outcome is a
             # requeue either way, and the cancellation ends here.
-            report = self._requeue(job.message, job.cancel_reason)
+            report = self._requeue(job.message, job.cancel_reason, attempted=job.sent)
         except Exception as exc:  # a bug must not strand the message in `dispatching`
             log.exception("%s: submitting %s failed unexpectedly", self._name, job.message.id)
             report = self._requeue(job.message, f"internal error: {type(exc).__name__}")
@@ -405,7 +407,12 @@ class Submitter:
         )
 
     def _requeue(
-        self, message: ClaimedMessage, error: str, command_status: int | None = None
+        self,
+        message: ClaimedMessage,
+        error: str,
+        command_status: int | None = None,
+        *,
+        attempted: bool = True,
     ) -> SubmitReport:
         now = time.time()
         return SubmitReport(
@@ -416,6 +423,7 @@ class Submitter:
             command_status=command_status,
             error=error,
             retry_at=now,
+            attempted=attempted,
         )
 
     def _finish(self, job: _Job, report: SubmitReport) -> None:

@@ -429,6 +429,9 @@ class SubmitRules:
     def _requeue(self, msg: MessageRow, report: SubmitReport, detail: dict[str, Any]) -> None:
         changes = self.changes
         reason = report.error or "requeued"
+        if not report.attempted:
+            msg.attempts -= 1  # the claim counted an attempt that never left
+            detail["attempted"] = False
         if msg.attempts >= self._max_attempts:
             detail["attempts"] = msg.attempts
             error = f"gave up after {msg.attempts} attempts: {reason}"

@@ -140,17 +140,18 @@ class Changes:
         if self.messages:
             rows = [
                 (m.id, m.state, m.connection, m.target_index, m.not_before, m.updated_at,
-                 m.error, m.command_status)
+                 m.error, m.command_status, m.attempts)
                 for m in self.messages.values()
             ]  # fmt: skip
             types = ("text[]", "text[]", "text[]", "int[]", "float8[]", "float8[]", "text[]")
             ctes.append(f"""m AS (
                 UPDATE messages t SET state = u.state, connection = u.connection,
                     target_index = u.target_index, not_before = u.not_before,
-                    updated_at = u.updated_at, error = u.error, command_status = u.command_status
-                FROM unnest({columns(rows, (*types, "int8[]"))})
+                    updated_at = u.updated_at, error = u.error, command_status = u.command_status,
+                    attempts = u.attempts
+                FROM unnest({columns(rows, (*types, "int8[]", "int[]"))})
                     AS u(id, state, connection, target_index, not_before, updated_at, error,
-                         command_status)
+                         command_status, attempts)
                 WHERE t.id = u.id)""")
         if self.parts:
             rows = [

@@ -452,6 +452,9 @@ class Engine:
     ) -> None:
         mid = report.message_id
         reason = report.error or "requeued"
+        if not report.attempted:
+            attempts -= 1  # the claim counted an attempt that never left
+            detail["attempted"] = False
         if attempts >= self._max_attempts:
             detail["attempts"] = attempts
             error = f"gave up after {attempts} attempts: {reason}"
@@ -477,9 +480,19 @@ class Engine:
             tx.wake.add(connection)
         tx.conn.execute(
             """UPDATE messages SET state = 'queued', connection = ?, target_index = ?,
-                                   not_before = ?, updated_at = ?, error = ?, command_status = ?
+                                   not_before = ?, updated_at = ?, error = ?, command_status = ?,
+                                   attempts = ?
                WHERE id = ?""",
-            (connection, target_index, not_before, report.at, reason, report.command_status, mid),
+            (
+                connection,
+                target_index,
+                not_before,
+                report.at,
+                reason,
+                report.command_status,
+                attempts,
+                mid,
+            ),  # fmt: skip
         )
         tx.event(mid, report.at, "requeued", None, report.connection, detail)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from storekit import (
     CALLBACK,
@@ -75,6 +77,23 @@ async def test_attempt_limit_turns_requeue_into_failed(backend: Backend) -> None
     assert await claim_ids(store, now=T0 + 100) == []
     [job] = await all_webhooks(store)
     assert job.payload["status"] == "failed"
+
+
+async def test_requeue_of_a_message_never_sent_does_not_use_up_an_attempt(
+    backend: Backend,
+) -> None:
+    store = await backend.open(max_attempts=2)
+    message_id = await accept_one(store)
+    for n in range(5):  # a bind that keeps flapping before anything leaves
+        now = T0 + 10 + n
+        [claimed] = await store.claim(CONN, 10, now)
+        assert claimed.attempts == 0
+        report = dataclasses.replace(requeue(message_id, at=now), attempted=False)
+        await store.record_submits([report])
+    rec = await record(store, message_id)
+    assert rec.status is MessageStatus.ACCEPTED
+    assert rec.attempts == 0
+    assert rec.events[-1].detail["attempted"] is False
 
 
 async def test_failover_moves_the_message_along_its_targets(store: Store) -> None:
