@@ -219,6 +219,8 @@ def test_granted_access_is_what_each_component_needs(
     assert operator("patch", "deployments.apps")
     assert operator("patch", "secrets/smsmesh-routing-keys")
     assert not operator("patch", "secrets/smsmesh-store")
+    assert not operator("update", "secrets/smsmesh-store")
+    assert not operator("delete", "secrets/smsmesh-store")
     assert not operator("patch", "smppconnections.smsmesh.io")  # never writes a spec
     assert not operator("get", "secrets", in_ns=elsewhere)
     assert not operator("list", "namespaces")
