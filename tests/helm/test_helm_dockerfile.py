@@ -238,3 +238,26 @@ def test_the_package_builds_from_what_is_copied() -> None:
         assert copied_path(where), f"package {package} ({where}) is not copied into the builder"
     readme = PYPROJECT["project"]["readme"]
     assert copied_path(readme)
+
+
+# Packages on disk that pyproject.toml does not list yet; the image would lack them. For the
+# lead: add them to [tool.setuptools] packages, then empty this set (the test says when).
+KNOWN_UNLISTED = {"smsmesh.telemetry"}
+
+
+def test_every_package_on_disk_is_in_the_wheel() -> None:
+    """pyproject lists packages explicitly, so the wheel the image installs holds only those:
+    a package missing from the list works in the editable dev install and is absent in pods."""
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    package_dir = setuptools.get("package-dir", {})
+    roots = {top: REPO / package_dir.get(top, top) for top in {p.split(".")[0] for p in listed}}
+    on_disk = {
+        ".".join([top, *init.parent.relative_to(root).parts])
+        for top, root in roots.items()
+        for init in root.rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert on_disk - listed - KNOWN_UNLISTED == set(), "add these to pyproject's packages"
+    fixed = KNOWN_UNLISTED & listed
+    assert not fixed, f"{fixed} are listed now: remove them from KNOWN_UNLISTED"
