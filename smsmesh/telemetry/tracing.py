@@ -1,0 +1,227 @@
+"""OpenTelemetry tracing for every smsmesh process, configured by the standard OTEL_* env.
+
+One trace follows a message across processes that never call each other: the router
+stores the W3C context of its `accept` span with the message, the connector continues
+from it when it claims the message, and replaces it after the submit with the context
+of its `submit_sm` span, so the delivery receipt (hours later, over SMPP, which has no
+headers) can be recorded as a new trace *linked* to that submit, and the webhook back
+to the application continues the message's trace.
+
+The stored carrier is a plain `dict[str, str]`: `traceparent` / `tracestate`, plus
+`smsmesh-submitted-at` (unix seconds of the submit), which the connector reads back to
+measure receipt latency even with tracing off. Only `traceparent` and `tracestate` ever
+leave smsmesh.
+
+Cost: `setup_tracing` installs an SDK provider only when spans can go somewhere
+(OTEL_TRACES_EXPORTER is not `none`, an OTLP endpoint is set, OTEL_SDK_DISABLED is not
+true). Otherwise the API's no-op tracer answers every call and no span is recorded;
+the caller's context still passes through untouched. When exporting, spans are handed
+to a `BatchSpanProcessor` (its thread encodes and sends them; OTEL_BSP_* tune it), and
+`shutdown_tracing` flushes what is left — every process calls it on its SIGTERM path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+log = logging.getLogger("smsmesh.telemetry")
+
+TRACER_NAME = "smsmesh"
+SUBMITTED_AT = "smsmesh-submitted-at"
+W3C_KEYS = ("traceparent", "tracestate")
+MAX_HEADER = 512
+
+# Attribute names (OpenTelemetry semantic conventions where they fit, `smsmesh.*` else).
+MESSAGE_ID = "smsmesh.message.id"
+MESSAGING_MESSAGE_ID = "messaging.message.id"
+MESSAGING_SYSTEM = "messaging.system"
+MESSAGING_OPERATION_TYPE = "messaging.operation.type"
+MESSAGING_OPERATION_NAME = "messaging.operation.name"
+MESSAGING_DESTINATION = "messaging.destination.name"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+APPLICATION = "smsmesh.application"
+ROUTE = "smsmesh.route"
+CONNECTION = "smsmesh.connection"
+
+_propagator = TraceContextTextMapPropagator()
+_provider: Any = None  # the SDK TracerProvider this process installed, if any
+
+
+def _exporters() -> list[str]:
+    raw = os.environ.get("OTEL_TRACES_EXPORTER", "otlp")
+    return [name.strip().lower() for name in raw.split(",") if name.strip()]
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+
+
+def tracing_wanted() -> bool:
+    """Whether the environment asks for spans to be exported somewhere."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    names = _exporters()
+    if not names or names == ["none"]:
+        return False
+    if "console" in names:
+        return True
+    return "otlp" in names and _endpoint() is not None
+
+
+def setup_tracing(default_service_name: str, **resource: str) -> bool:
+    """Install the SDK tracer provider if the environment asks for export; idempotent.
+
+    `default_service_name` applies unless OTEL_SERVICE_NAME (or service.name in
+    OTEL_RESOURCE_ATTRIBUTES) names the service. `resource` adds attributes such as
+    `smsmesh.connection`. Returns True when spans are exported.
+    """
+    global _provider
+    if _provider is not None:
+        return True
+    if not tracing_wanted():
+        return False
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+    attributes: dict[str, str] = {"service.namespace": "smsmesh", **resource}
+    named = bool(os.environ.get("OTEL_SERVICE_NAME")) or "service.name=" in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    )
+    if not named:
+        attributes["service.name"] = default_service_name
+    provider = TracerProvider(resource=Resource.create(attributes))  # sampler from env
+    exporters: list[SpanExporter] = []
+    for name in _exporters():
+        if name == "otlp" and _endpoint() is not None:
+            protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+                "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+            )
+            if protocol != "http/protobuf":
+                log.warning("OTLP protocol %r is not supported; using http/protobuf", protocol)
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporters.append(OTLPSpanExporter())  # endpoint, headers, timeout from env
+        elif name == "console":
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            exporters.append(ConsoleSpanExporter())
+        elif name != "none":
+            log.warning("OTEL_TRACES_EXPORTER %r is not supported (otlp, console, none)", name)
+    if not exporters:
+        return False
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    log.info("tracing: exporting spans (%s)", ", ".join(type(e).__name__ for e in exporters))
+    return True
+
+
+def shutdown_tracing() -> None:
+    """Flush queued spans and stop the exporter threads (no-op without a provider)."""
+    global _provider
+    provider, _provider = _provider, None
+    if provider is not None:
+        provider.shutdown()
+
+
+# A proxy: it delegates to whatever provider `setup_tracing` installs later.
+_tracer = trace.get_tracer(TRACER_NAME)
+
+
+def tracer() -> trace.Tracer:
+    return _tracer
+
+
+def enabled() -> bool:
+    return _provider is not None
+
+
+# -- context carriers -------------------------------------------------------------------------
+
+
+def extract(carrier: Mapping[str, str] | None) -> otel_context.Context:
+    """The context a stored or received W3C carrier names (an empty context if none)."""
+    if not carrier:
+        return otel_context.Context()
+    return _propagator.extract(carrier, context=otel_context.Context())
+
+
+def inject(span: Span | None = None) -> dict[str, str]:
+    """W3C headers naming `span` (default: the current span); empty if it is invalid."""
+    carrier: dict[str, str] = {}
+    ctx = trace.set_span_in_context(span) if span is not None else None
+    _propagator.inject(carrier, context=ctx)
+    return carrier
+
+
+def w3c_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """`traceparent` / `tracestate` from incoming headers, bounded in size."""
+    out = {}
+    for name in W3C_KEYS:
+        value = headers.get(name)
+        if value and len(value) <= MAX_HEADER:
+            out[name] = value
+    return out
+
+
+def link_to(carrier: Mapping[str, str] | None) -> list[Link]:
+    """A Link to the span a carrier names, as a list (empty when it names none)."""
+    span_context = trace.get_current_span(extract(carrier)).get_span_context()
+    return [Link(span_context)] if span_context.is_valid else []
+
+
+def submitted_at(carrier: Mapping[str, str] | None) -> float | None:
+    """The submit time the connector stored with the message, if any."""
+    if not carrier or SUBMITTED_AT not in carrier:
+        return None
+    try:
+        return float(carrier[SUBMITTED_AT])
+    except ValueError:
+        return None
+
+
+def message_attributes(message_id: str) -> dict[str, str]:
+    """The two attributes every span about a message carries, so one query finds them all."""
+    return {MESSAGE_ID: message_id, MESSAGING_MESSAGE_ID: message_id}
+
+
+def fail(span: Span, error_type: str, description: str | None = None) -> None:
+    """Mark `span` failed with a short, low-cardinality `error.type`."""
+    if span.is_recording():
+        span.set_attribute("error.type", error_type)
+        span.set_status(Status(StatusCode.ERROR, description))
+
+
+def ns(seconds: float) -> int:
+    """Unix seconds as the nanoseconds a span start/end time takes."""
+    return int(seconds * 1e9)
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+__all__ = [
+    "Link",
+    "SpanKind",
+    "extract",
+    "inject",
+    "link_to",
+    "setup_tracing",
+    "shutdown_tracing",
+    "tracer",
+]
