@@ -147,6 +147,9 @@ class SubmitReport:
     # REQUEUE: False when nothing was sent (stopping, session lost before sending), so the
     # claim does not use up one of the message's attempts.
     attempted: bool = True
+    # SUBMITTED: when not empty, becomes the message's stored trace context (the submit
+    # span's W3C context and submit time), which later receipts are linked to.
+    trace_context: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +170,8 @@ class ReceiptMatch:
     message_id: str | None  # None while no submit with that id is known (kept for later)
     part: int | None
     message_status: MessageStatus | None  # the message's status after this receipt
+    # The matched message's stored trace context (see SubmitReport.trace_context).
+    trace_context: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

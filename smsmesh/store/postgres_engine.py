@@ -413,6 +413,9 @@ class SubmitRules:
         msg.updated_at = report.at
         msg.command_status = report.command_status
         msg.error = None
+        if report.trace_context:
+            msg.trace_context = dumps(report.trace_context)
+            msg.trace_changed = True
         changes.touch(msg)
         parts = [
             PartRow(msg.id, n, connection, sid, canonical_smsc_id(sid), None, None, report.at)

@@ -18,6 +18,7 @@ the receipt would wait forever. Connections are locked in sorted order (no deadl
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -140,7 +141,8 @@ class Correlator:
             part = self._choose(receipt.connection, cands[0], rows)
             msg = messages[part.message_id]
             status = apply_receipt(changes, msg, parts[msg.id], part, receipt, late=False)
-            results[i] = ReceiptMatch(receipt, msg.id, part.part, status)
+            trace_context = json.loads(msg.trace_context)
+            results[i] = ReceiptMatch(receipt, msg.id, part.part, status, trace_context)
         return results, changes
 
     def _choose(self, connection: str, received: str, rows: list[PartRow]) -> PartRow:

@@ -57,6 +57,7 @@ class MessageRow:
     client_ref: str | None
     destination: str
     trace_context: str  # JSON text, copied into webhook jobs as it is
+    trace_changed: bool = False  # trace_context was replaced (a submit): write it back
 
     @classmethod
     def from_record(cls, r: Record) -> MessageRow:
@@ -140,7 +141,8 @@ class Changes:
         if self.messages:
             rows = [
                 (m.id, m.state, m.connection, m.target_index, m.not_before, m.updated_at,
-                 m.error, m.command_status, m.attempts)
+                 m.error, m.command_status, m.attempts,
+                 m.trace_context if m.trace_changed else None)
                 for m in self.messages.values()
             ]  # fmt: skip
             types = ("text[]", "text[]", "text[]", "int[]", "float8[]", "float8[]", "text[]")
@@ -148,10 +150,11 @@ class Changes:
                 UPDATE messages t SET state = u.state, connection = u.connection,
                     target_index = u.target_index, not_before = u.not_before,
                     updated_at = u.updated_at, error = u.error, command_status = u.command_status,
-                    attempts = u.attempts
-                FROM unnest({columns(rows, (*types, "int8[]", "int[]"))})
+                    attempts = u.attempts,
+                    trace_context = COALESCE(u.trace_context::jsonb, t.trace_context)
+                FROM unnest({columns(rows, (*types, "int8[]", "int[]", "text[]"))})
                     AS u(id, state, connection, target_index, not_before, updated_at, error,
-                         command_status, attempts)
+                         command_status, attempts, trace_context)
                 WHERE t.id = u.id)""")
         if self.parts:
             rows = [

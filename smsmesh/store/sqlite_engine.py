@@ -419,10 +419,12 @@ class Engine:
         mid, connection = report.message_id, report.connection
         tx.conn.execute(
             """UPDATE messages SET state = 'submitted', connection = ?, updated_at = ?,
-                                   command_status = ?, error = NULL
+                                   command_status = ?, error = NULL,
+                                   trace_context = COALESCE(?, trace_context)
                WHERE id = ?""",
-            (connection, report.at, report.command_status, mid),
-        )
+            (connection, report.at, report.command_status,
+             dumps(report.trace_context) if report.trace_context else None, mid),
+        )  # fmt: skip
         parts = list(enumerate(report.smsc_message_ids, start=1))
         tx.conn.executemany(
             """INSERT OR REPLACE INTO parts

@@ -12,6 +12,7 @@ connector has recorded the submit.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,7 +47,8 @@ class ReceiptCorrelator:
         if not received:
             return ReceiptMatch(receipt, None, None, None)  # no id: nothing could ever match
         rows = tx.conn.execute(
-            f"""SELECT DISTINCT k.message_id, k.part, p.smsc_key, p.state, p.updated_at, m.state
+            f"""SELECT DISTINCT k.message_id, k.part, p.smsc_key, p.state, p.updated_at, m.state,
+                       m.trace_context
                 FROM part_keys k
                 JOIN parts p ON p.message_id = k.message_id AND p.part = k.part
                 JOIN messages m ON m.id = k.message_id
@@ -71,11 +73,11 @@ class ReceiptCorrelator:
             final = row[3] is not None and ReceiptState(row[3]).is_final
             return (-evidence, match_quality(row[2], received), final, -row[4])
 
-        message_id, part, _, part_state, _, message_state = min(rows, key=rank)
+        message_id, part, _, part_state, _, message_state, trace_json = min(rows, key=rank)
         status = self._apply_receipt(
             tx, message_id, part, receipt, part_state, message_state, late=False
         )
-        return ReceiptMatch(receipt, message_id, part, status)
+        return ReceiptMatch(receipt, message_id, part, status, json.loads(trace_json))
 
     def _keep_orphan(self, tx: Tx, receipt: Receipt, candidates: Sequence[str]) -> None:
         """Keep a receipt nobody matches yet: its submit may still be on its way."""
