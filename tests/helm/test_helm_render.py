@@ -497,3 +497,28 @@ def test_container_args_are_valid_smsmesh_commands(
     monkeypatch.setenv("SMSMESH_STORE_URL", "postgresql://from-the-pod")
     args = build_parser().parse_args(router["containers"][0]["args"])
     assert (args.host, args.port, args.kube_snapshot) == ("0.0.0.0", 8080, "sms/smsmesh-routing")
+
+
+def test_operator_reads_the_environment_the_chart_gives_it(helm: Path, tmp_path: Path) -> None:
+    """The operator's own settings parser (smsmesh_operator.config) on the pod's env."""
+    config = pytest.importorskip("smsmesh_operator.config")
+
+    def settings(values: dict[str, Any]) -> Any:
+        rendered = render(helm, tmp_path, values)
+        pod = rendered.get("Deployment", "smsmesh-operator")["spec"]["template"]["spec"]
+        env = {
+            name: value if isinstance(value, str) else "from-a-reference"
+            for name, value in env_of(pod["containers"][0]).items()
+        }
+        env["POD_NAMESPACE"] = NAMESPACE  # what the fieldRef resolves to
+        return config.OperatorConfig.from_env(env)
+
+    default = settings(REQUIRED)
+    assert default.namespaces == (NAMESPACE,)
+    assert not default.clusterwide
+    assert default.connector_image == IMAGE
+    assert default.connector_service_account == "smsmesh-connector"
+    assert (default.store_secret, default.store_secret_key) == ("smsmesh-store", "url")
+    assert settings(merged(REQUIRED, {"operator": {"watchNamespace": ""}})).clusterwide
+    other = settings(merged(REQUIRED, {"operator": {"watchNamespace": "apps"}}))
+    assert other.namespaces == ("apps",)
