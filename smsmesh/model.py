@@ -6,6 +6,9 @@ the router creates them, the connector reports what happened to them.
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -266,3 +269,151 @@ class ConnectionState:
     tps_limit: float | None = None
     throttled_until: float | None = None
     last_error: str | None = None
+
+
+# -- search and statistics ------------------------------------------------------------------
+
+SEARCH_DEFAULT_LIMIT = 50
+SEARCH_MAX_LIMIT = 500
+_CURSOR_MAX_CHARS = 200
+
+
+class QueryError(ValueError):
+    """A search or statistics request that cannot run; `field` names the bad parameter.
+
+    Raised while building the query, before any store is touched, so the API can answer
+    400 with the parameter's name and every backend sees only valid queries.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def encode_cursor(created_at: float, message_id: str) -> str:
+    """The opaque position after (created_at, id) in newest-first order.
+
+    Base64 of a JSON pair: floats round-trip exactly through `repr`, so the next page
+    starts precisely after the last row returned, whichever backend stored it.
+    """
+    raw = json.dumps([created_at, message_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (created_at, id) a cursor from `encode_cursor` names; `QueryError` if it is not one."""
+    if not cursor or len(cursor) > _CURSOR_MAX_CHARS:
+        raise QueryError("cursor", "cursor is not one this API returned")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise QueryError("cursor", "cursor is not one this API returned") from None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or isinstance(value[0], bool)
+        or not isinstance(value[0], int | float)
+        or not isinstance(value[1], str)
+        or not value[1]
+        or not math.isfinite(value[0])
+    ):
+        raise QueryError("cursor", "cursor is not one this API returned")
+    return float(value[0]), value[1]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    """A search over one application's messages, newest first, a page at a time.
+
+    Every filter is optional except the application: an application only ever sees its
+    own messages, and the store's search indexes lead with it. `statuses` are public
+    statuses (any of them matches); `connection` is the current or last target;
+    `since` (inclusive) and `until` (exclusive) bound `created_at`. `cursor` is
+    `MessagePage.next_cursor` of the previous page (keyset pagination on
+    (created_at, id), so pages stay stable while new messages arrive). Invalid values
+    raise `QueryError` here, not in a backend.
+    """
+
+    application: str
+    destination: str | None = None
+    statuses: frozenset[MessageStatus] = frozenset()
+    connection: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = SEARCH_DEFAULT_LIMIT
+    cursor: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.application:
+            raise QueryError("application", "a search is always within one application")
+        if isinstance(self.limit, bool) or not 1 <= self.limit <= SEARCH_MAX_LIMIT:
+            raise QueryError("limit", f"limit must be 1 to {SEARCH_MAX_LIMIT}")
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise QueryError(name, f"{name} must be a finite time")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise QueryError("until", "until must be later than since")
+        if self.cursor is not None:
+            decode_cursor(self.cursor)
+
+    @property
+    def after(self) -> tuple[float, str] | None:
+        """The decoded cursor: return only messages older than this (created_at, id)."""
+        return None if self.cursor is None else decode_cursor(self.cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSummary:
+    """One search hit: a message's current state without its timeline."""
+
+    id: str
+    application: str
+    source: str
+    destination: str
+    status: MessageStatus
+    route: str
+    connection: str  # current or last target
+    priority: Priority
+    segments: int
+    attempts: int
+    created_at: float
+    updated_at: float
+    client_ref: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """One page of a search; `next_cursor` is None on the last page."""
+
+    messages: tuple[MessageSummary, ...]
+    next_cursor: str | None
+
+
+# Status changes counted by `Store.message_stats`, in the order charts show them.
+STATS_STATUSES: tuple[MessageStatus, ...] = tuple(MessageStatus)
+STATS_MAX_BUCKETS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class StatsBucket:
+    """How many messages reached each status in [start, start + bucket_seconds)."""
+
+    start: float
+    counts: dict[MessageStatus, int]  # every status of STATS_STATUSES, zeros included
+
+
+def check_stats_window(since: float, until: float, bucket_seconds: float) -> int:
+    """The number of buckets in [since, until); `QueryError` for a window nobody should ask."""
+    if not (math.isfinite(since) and math.isfinite(until)):
+        raise QueryError("window", "since and until must be finite times")
+    if not math.isfinite(bucket_seconds) or bucket_seconds <= 0:
+        raise QueryError("bucket", "bucket_seconds must be positive")
+    if until <= since:
+        raise QueryError("window", "until must be later than since")
+    count = math.ceil((until - since) / bucket_seconds)
+    if count > STATS_MAX_BUCKETS:
+        raise QueryError("window", f"at most {STATS_MAX_BUCKETS} buckets per request")
+    return count

@@ -31,10 +31,13 @@ from smsmesh.model import (
     ConnectionState,
     Event,
     InboundMessage,
+    MessagePage,
+    MessageQuery,
     MessageRecord,
     NewMessage,
     Receipt,
     ReceiptMatch,
+    StatsBucket,
     SubmitReport,
     WebhookJob,
     WebhookResult,
@@ -74,6 +77,31 @@ class Store(abc.ABC):
         self, message_id: str, application: str | None = None
     ) -> MessageRecord | None:
         """The message with its timeline; None if unknown or owned by another application."""
+
+    @abc.abstractmethod
+    async def search_messages(self, query: MessageQuery) -> MessagePage:
+        """One page of an application's messages matching `query`, newest first.
+
+        Ordered by (created_at, id) descending; `next_cursor` is set when more match.
+        Served by indexes that lead with the application (and its destination), so a
+        page costs a bounded index range, not a scan of the table.
+        """
+
+    @abc.abstractmethod
+    async def message_stats(
+        self, application: str, since: float, until: float, bucket_seconds: float
+    ) -> list[StatsBucket]:
+        """How many of an application's messages reached each status, per time bucket.
+
+        One bucket per `bucket_seconds` from `since` (inclusive) to `until` (exclusive),
+        empty ones included, in time order. A message counts in the bucket of the
+        timeline event that gave it the status (accepted, submitted, a final status).
+        Check the window with `smsmesh.model.check_stats_window` first.
+        """
+
+    @abc.abstractmethod
+    async def connection_throughput(self, since: float, until: float) -> dict[str, int]:
+        """Messages submitted per connection in [since, until), every application together."""
 
     @abc.abstractmethod
     async def queue_depths(self) -> dict[str, int]:

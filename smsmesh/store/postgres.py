@@ -46,16 +46,21 @@ from smsmesh.model import (
     ConnectionState,
     Event,
     InboundMessage,
+    MessagePage,
+    MessageQuery,
     MessageRecord,
     NewMessage,
     Receipt,
     ReceiptMatch,
+    StatsBucket,
     SubmitOutcome,
     SubmitReport,
     WebhookJob,
     WebhookResult,
+    check_stats_window,
 )
 from smsmesh.store import postgres_engine as engine
+from smsmesh.store import postgres_search
 from smsmesh.store.base import Store, StoreError
 from smsmesh.store.postgres_config import PgSettings, parse_url, redact_url
 from smsmesh.store.postgres_listen import Listener, channel_name
@@ -298,6 +303,23 @@ class PostgresStore(Store):
     async def queue_depths(self) -> dict[str, int]:
         async with self._conn() as conn:
             return await engine.queue_depths(conn)
+
+    async def search_messages(self, query: MessageQuery) -> MessagePage:
+        async with self._conn() as conn:
+            return await postgres_search.search_messages(conn, query)
+
+    async def message_stats(
+        self, application: str, since: float, until: float, bucket_seconds: float
+    ) -> list[StatsBucket]:
+        check_stats_window(since, until, bucket_seconds)
+        async with self._conn() as conn:
+            return await postgres_search.message_stats(
+                conn, application, since, until, bucket_seconds
+            )
+
+    async def connection_throughput(self, since: float, until: float) -> dict[str, int]:
+        async with self._conn() as conn:
+            return await postgres_search.connection_throughput(conn, since, until)
 
     async def expire(self, now: float, receipt_grace: float) -> int:
         if receipt_grace < 0:

@@ -28,6 +28,10 @@ touch a bounded number of index pages, never scan):
 - retention: `messages_finished` (final messages by updated_at, which is when they became
   final) and `webhooks_finished` let `purge_finished` find old rows in batches without
   scanning the live ones; `inbound_received` does the same for mobile-originated messages.
+- search (0002): `messages_search` (application, created_at, id) and
+  `messages_search_destination` (application, destination, created_at, id) serve a page of
+  one application's messages newest first, keyset included, with no sort;
+  `events_status_at` (partial: status changes only) serves per-bucket statistics.
 
 Times are unix seconds in `double precision`, exactly as the Python side holds them, so
 a value read back equals the value written (no rounding through timestamptz).
@@ -176,7 +180,21 @@ CREATE TABLE connections (
 );
 """
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "0001_initial", _V1),)
+# Message search and statistics (`postgres_search`). Plain CREATE INDEX, because a
+# migration runs in a transaction and CONCURRENTLY cannot: on a big table it blocks
+# writes to `messages`/`events` while it builds, so upgrade a large installation in a
+# quiet hour (or create these indexes CONCURRENTLY by hand first: IF NOT EXISTS skips).
+_V2 = """
+CREATE INDEX IF NOT EXISTS messages_search ON messages (application, created_at, id);
+CREATE INDEX IF NOT EXISTS messages_search_destination
+    ON messages (application, destination, created_at, id);
+CREATE INDEX IF NOT EXISTS events_status_at ON events (at) WHERE status IS NOT NULL;
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "0001_initial", _V1),
+    Migration(2, "0002_search", _V2),
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 _CREATE_LEDGER = """

@@ -48,15 +48,20 @@ from smsmesh.model import (
     ConnectionState,
     Event,
     InboundMessage,
+    MessagePage,
+    MessageQuery,
     MessageRecord,
     NewMessage,
     Receipt,
     ReceiptMatch,
+    StatsBucket,
     SubmitOutcome,
     SubmitReport,
     WebhookJob,
     WebhookResult,
+    check_stats_window,
 )
+from smsmesh.store import sqlite_search
 from smsmesh.store.base import Store, StoreError
 from smsmesh.store.sqlite_engine import Engine, Synchronous
 from smsmesh.store.wakeup import WakeupListeners, WakeupSender
@@ -169,6 +174,27 @@ class SqliteStore(Store):
 
     async def queue_depths(self) -> dict[str, int]:
         return await self._run(self._engine.queue_depths)
+
+    async def search_messages(self, query: MessageQuery) -> MessagePage:
+        engine = self._engine
+        return await self._run(lambda: sqlite_search.search_messages(engine.conn, query))
+
+    async def message_stats(
+        self, application: str, since: float, until: float, bucket_seconds: float
+    ) -> list[StatsBucket]:
+        check_stats_window(since, until, bucket_seconds)
+        engine = self._engine
+        return await self._run(
+            lambda: sqlite_search.message_stats(
+                engine.conn, application, since, until, bucket_seconds
+            )
+        )
+
+    async def connection_throughput(self, since: float, until: float) -> dict[str, int]:
+        engine = self._engine
+        return await self._run(
+            lambda: sqlite_search.connection_throughput(engine.conn, since, until)
+        )
 
     async def expire(self, now: float, receipt_grace: float) -> int:
         if receipt_grace < 0:

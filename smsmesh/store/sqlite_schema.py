@@ -131,7 +131,16 @@ CREATE TABLE connections (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Version 2: message search and statistics (`sqlite_search`). A page of an application's
+# messages, newest first, is one index range read backwards; with a recipient, the
+# second index. Statistics read only timeline rows that changed a status.
+_V2 = """
+CREATE INDEX messages_search ON messages (application, created_at, id);
+CREATE INDEX messages_search_destination ON messages (application, destination, created_at, id);
+CREATE INDEX events_status_at ON events (at) WHERE status IS NOT NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -84,7 +84,7 @@ async def test_schema_version_and_pragmas(sqlite_store: SqliteStore) -> None:
     settings = await sqlite_store.diagnostics()
     assert settings["journal_mode"] == "wal"
     assert settings["synchronous"] == "NORMAL"
-    assert settings["schema_version"] == 1
+    assert settings["schema_version"] == 2
     assert settings["busy_timeout_ms"] == 30_000
 
 
