@@ -73,15 +73,20 @@ class Priority(IntEnum):
     HIGH = 2  # one-time passwords, alerts
 
 
+_B32_TO_SORTABLE = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789abcdefghjkmnpqrstvwxyz"
+)
+
+
 def new_message_id() -> str:
-    """A sortable, unique message id: 48-bit milliseconds + 80 random bits, 26 base32 chars."""
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
-    out = []
-    for _ in range(26):
-        value, rem = divmod(value, 32)
-        out.append(alphabet[rem])
-    return "".join(reversed(out))
+    """A unique id that sorts by creation time: 48-bit milliseconds + 80 random bits.
+
+    26 characters of Crockford's base32 (lower case, no i/l/o/u), in an alphabet whose
+    ASCII order matches the value order, so ids sort like the moments they were made.
+    """
+    millis = int(time.time() * 1000).to_bytes(6, "big")
+    raw = base64.b32encode(millis + os.urandom(10))[:26]
+    return raw.translate(_B32_TO_SORTABLE).decode()
 
 
 @dataclass(frozen=True, slots=True)
