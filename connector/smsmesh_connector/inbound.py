@@ -14,6 +14,9 @@ import logging
 import time
 from collections.abc import Sequence
 
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind
+
 from smsmesh.batching import Batcher
 from smsmesh.model import InboundMessage, Receipt, ReceiptMatch, new_message_id
 from smsmesh.smpp.pdu import (
@@ -28,6 +31,7 @@ from smsmesh.smpp.pdu import (
 from smsmesh.smpp.receipt import ReceiptError, receipt_from_deliver
 from smsmesh.smpp.text import decode, parse_concat
 from smsmesh.store import Store
+from smsmesh.telemetry import tracing
 from smsmesh_connector.mo import MoAssembler
 from smsmesh_connector.settings import ConnectorSettings
 from smsmesh_connector.state import ConnectorState
@@ -44,6 +48,7 @@ class InboundHandler:
         self._name = settings.name
         self._store = store
         self._counters = state.counters
+        self._metrics = state.metrics
         self._receipts: Batcher[Receipt, ReceiptMatch] = Batcher(
             store.record_receipts, name=f"{settings.name}-receipts"
         )
@@ -99,6 +104,7 @@ class InboundHandler:
             )
         except ReceiptError:
             self._counters.receipts_malformed += 1
+            self._metrics.receipts_malformed.inc()
             log.warning(
                 "%s: delivery receipt without a message id (esm_class 0x%02X) acknowledged "
                 "and dropped",
@@ -115,6 +121,7 @@ class InboundHandler:
         return await self._store_text(source, destination, decode(payload, data_coding))
 
     async def _receipt(self, receipt: Receipt) -> int:
+        started = tracing.now_ns()
         try:
             match = await self._receipts.submit(receipt)
         except Exception as exc:
@@ -123,26 +130,89 @@ class InboundHandler:
         self._counters.receipts += 1
         if match.message_id is None:
             self._counters.receipts_unmatched += 1
+            self._metrics.receipts_unmatched.inc()
+        submitted_at = tracing.submitted_at(match.trace_context)
+        latency = None if submitted_at is None else receipt.at - submitted_at
+        self._metrics.receipt(receipt.state.value, latency)
+        if tracing.enabled():
+            self._receipt_span(match, started)
         return OK
+
+    def _receipt_span(self, match: ReceiptMatch, started: int) -> None:
+        """The receipt as a span of a new trace, linked to the submit span it answers.
+
+        SMPP carries no trace context and a receipt may come hours after its submit,
+        so it is not a child of it; the store kept the submit span's context, and the
+        link joins the two. Recorded after the match, when the message id is known.
+        """
+        receipt = match.receipt
+        attributes: dict[str, str | int] = {
+            tracing.MESSAGING_SYSTEM: "smpp",
+            tracing.MESSAGING_OPERATION_TYPE: "receive",
+            tracing.MESSAGING_OPERATION_NAME: "deliver_sm",
+            tracing.MESSAGING_DESTINATION: self._name,
+            tracing.SERVER_ADDRESS: self._settings.host,
+            tracing.SERVER_PORT: self._settings.port,
+            "smpp.message_id": receipt.smsc_message_id,
+            "smsmesh.receipt.state": receipt.state.value,
+            "smsmesh.receipt.matched": match.message_id is not None,
+        }
+        if match.message_id is not None:
+            attributes.update(tracing.message_attributes(match.message_id))
+        if match.part is not None:
+            attributes["smsmesh.part"] = match.part
+        if match.message_status is not None:
+            attributes["smsmesh.message.status"] = match.message_status.value
+        if receipt.error_code:
+            attributes["smsmesh.receipt.error_code"] = receipt.error_code
+        span = tracing.tracer().start_span(
+            f"receipt {self._name}",
+            context=otel_context.Context(),  # a new trace
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=tracing.link_to(match.trace_context),
+            start_time=started,
+        )
+        span.end()
 
     async def _store_text(self, source: str, destination: str, text: str) -> int:
         application, webhook_url = self._settings.inbound_target(destination)
-        message = InboundMessage(
-            id=new_message_id(),
-            connection=self._name,
-            source=source,
-            destination=destination,
-            text=text,
-            received_at=time.time(),
-            application=application,
-            webhook_url=webhook_url,
-        )
-        try:
-            await self._mos.submit(message)
-        except Exception as exc:
-            log.warning("%s: storing an MO failed (SMSC asked to retry): %s", self._name, exc)
-            return RETRY_LATER
+        message_id = new_message_id()
+        # An MO starts a trace of its own; its webhook to the application continues it.
+        with tracing.tracer().start_as_current_span(
+            f"inbound {self._name}",
+            context=otel_context.Context(),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                **tracing.message_attributes(message_id),
+                tracing.MESSAGING_SYSTEM: "smpp",
+                tracing.MESSAGING_OPERATION_TYPE: "receive",
+                tracing.MESSAGING_OPERATION_NAME: "deliver_sm",
+                tracing.MESSAGING_DESTINATION: self._name,
+                tracing.SERVER_ADDRESS: self._settings.host,
+                tracing.SERVER_PORT: self._settings.port,
+                **({tracing.APPLICATION: application} if application else {}),
+            },
+        ) as span:
+            message = InboundMessage(
+                id=message_id,
+                connection=self._name,
+                source=source,
+                destination=destination,
+                text=text,
+                received_at=time.time(),
+                application=application,
+                trace_context=tracing.inject(span) if span.is_recording() else {},
+                webhook_url=webhook_url,
+            )
+            try:
+                await self._mos.submit(message)
+            except Exception as exc:
+                log.warning("%s: storing an MO failed (SMSC asked to retry): %s", self._name, exc)
+                tracing.fail(span, "store_failed")
+                return RETRY_LATER
         self._counters.mo += 1
+        self._metrics.inbound.inc()
         return OK
 
     async def _record_inbound(self, messages: Sequence[InboundMessage]) -> list[None]:

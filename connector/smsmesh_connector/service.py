@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 import time
 from pathlib import Path
@@ -26,6 +27,13 @@ from smsmesh.model import Event
 from smsmesh.smpp.aio import AsyncSession, BindError, ResponseTimeout, bind, connect
 from smsmesh.smpp.pdu import CommandStatus
 from smsmesh.store import Store, StoreError, open_store
+from smsmesh.telemetry import metrics, tracing
+from smsmesh.telemetry.http import (
+    DEFAULT_METRICS_HOST,
+    METRICS_HOST_ENV,
+    MetricsServer,
+    metrics_port_from_env,
+)
 from smsmesh_connector.backoff import Backoff
 from smsmesh_connector.inbound import InboundHandler
 from smsmesh_connector.ratelimit import RateLimiter
@@ -46,14 +54,37 @@ def settings_from_resources(
     return load_settings(folder, connection_name, store_url)
 
 
-async def serve(settings: ConnectorSettings, stop: asyncio.Event) -> int:
+async def serve(
+    settings: ConnectorSettings, stop: asyncio.Event, *, metrics_port: int | None = None
+) -> int:
     """Run the connector until `stop` is set; 0 after a graceful stop, 1 if the store
-    cannot be used at start-up (the supervisor restarts the process)."""
+    cannot be used at start-up (the supervisor restarts the process).
+
+    Also serves /metrics, /healthz and /readyz on `metrics_port` (default
+    $SMSMESH_METRICS_PORT or 9464; 0: none) at $SMSMESH_METRICS_HOST (default
+    127.0.0.1; a pod sets 0.0.0.0), and exports traces when OTEL_* asks for it.
+    """
+    port = metrics_port_from_env() if metrics_port is None else metrics_port
+    tracing.setup_tracing("smsmesh-connector", **{tracing.CONNECTION: settings.name})
+    metrics.set_build_info("connector")
     try:
-        return await Connector(settings).run(stop)
+        connector = Connector(settings)
+        server: MetricsServer | None = None
+        if port:
+            host = os.environ.get(METRICS_HOST_ENV, DEFAULT_METRICS_HOST)
+            server = MetricsServer(host, port, ready=connector.bound.is_set)
+            if not await server.start():
+                server = None
+        try:
+            return await connector.run(stop)
+        finally:
+            if server is not None:
+                await server.stop()
     except StoreError as exc:
         log.error("%s: store unavailable: %s", settings.name, exc)
         return 1
+    finally:
+        tracing.shutdown_tracing()  # flush the last spans (the SIGTERM path ends here)
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
@@ -71,6 +102,7 @@ class Connector:
         self.state = ConnectorState(settings.name, settings.window)
         self.limiter = RateLimiter(settings.tps)
         self.state.tps_limit = lambda: self.limiter.rate
+        self._unscrape = metrics.on_scrape(lambda: self.state.scrape(self.limiter.limit))
         self.events: WriteBehind[tuple[str, Event]] = WriteBehind(
             self.store.add_events, name=f"{settings.name}-events"
         )
@@ -122,6 +154,7 @@ class Connector:
                 if stop.is_set():
                     return
                 self.state.counters.reconnects += 1
+                self.state.metrics.reconnects.inc()
             delay = backoff.next_delay()
             log.info("%s: binding again in %.1f s", settings.name, delay)
             await _sleep_unless(stop, delay)
@@ -143,6 +176,7 @@ class Connector:
         if error is None:
             return attempt.result()
         self.state.counters.bind_failures += 1
+        self.state.metrics.bind_failures.inc()
         self.state.set_error(self._describe(error))
         log.warning("%s: %s", self.settings.name, self.state.last_error)
         self.publisher.changed()
@@ -247,6 +281,8 @@ class Connector:
         self.state.bound = False
         await self.publisher.publish()
         await self.store.close()
+        self.state.scrape(self.limiter.limit)  # the last scrape sees the bind down
+        self._unscrape()
         counters = self.state.counters
         log.info(
             "%s: stopped (submitted %d, requeued %d, rejected %d, receipts %d, mo %d)",

@@ -3,8 +3,8 @@
 Routers decide failover from the `ConnectionState` each connector publishes to the
 store (they never talk to connectors), so it is published on every bind change and
 every `interval` seconds; a missed publication only makes the state look stale,
-which routers already treat as "down". The counters are plain attributes, read by a
-later /metrics endpoint.
+which routers already treat as "down". The counters are plain attributes (for logs and
+tests); `ConnectionMetrics` mirrors them into Prometheus for /metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from smsmesh.model import ConnectionState
 from smsmesh.store import Store
+from smsmesh.telemetry import metrics
 
 log = logging.getLogger("smsmesh.connector")
 
@@ -81,6 +82,46 @@ def short_error(text: str) -> str:
     return line
 
 
+class ConnectionMetrics:
+    """The Prometheus series of one connection, label children bound once.
+
+    Counters move where the events happen; gauges of live state (bind, window, TPS)
+    are set by `scrape`, which the connector registers as a scrape hook.
+    """
+
+    def __init__(self, connection: str) -> None:
+        self.connection = connection
+        self.submit_duration = metrics.CONNECTION_SUBMIT_DURATION.labels(connection)
+        self.unanswered = metrics.CONNECTION_SUBMITS_UNANSWERED.labels(connection)
+        self.reconnects = metrics.CONNECTION_RECONNECTS.labels(connection)
+        self.bind_failures = metrics.CONNECTION_BIND_FAILURES.labels(connection)
+        self.throttled = metrics.CONNECTION_THROTTLED.labels(connection)
+        self.throttle_episodes = metrics.CONNECTION_THROTTLE_EPISODES.labels(connection)
+        self.receipts_unmatched = metrics.RECEIPTS_UNMATCHED.labels(connection)
+        self.receipts_malformed = metrics.RECEIPTS_MALFORMED.labels(connection)
+        self.inbound = metrics.INBOUND_MESSAGES.labels(connection)
+        self._outcomes = {
+            outcome: metrics.CONNECTION_MESSAGES.labels(connection, outcome)
+            for outcome in ("submitted", "requeued", "failover", "rejected")
+        }
+        for outcome in self._outcomes.values():
+            outcome.inc(0)  # every outcome series exists from the start
+
+    def submit_response(self, command_status: int, seconds: float) -> None:
+        metrics.CONNECTION_SUBMITS.labels(
+            self.connection, metrics.status_label(command_status)
+        ).inc()
+        self.submit_duration.observe(seconds)
+
+    def outcome(self, name: str) -> None:
+        self._outcomes[name].inc()
+
+    def receipt(self, state: str, latency: float | None) -> None:
+        metrics.RECEIPTS.labels(self.connection, state).inc()
+        if latency is not None and latency >= 0:
+            metrics.RECEIPT_LATENCY.labels(self.connection, state).observe(latency)
+
+
 class ConnectorState:
     """The live state of one connection's bind, and the counters.
 
@@ -92,6 +133,7 @@ class ConnectorState:
         self.connection = connection
         self.window_size = window_size
         self.counters = Counters()
+        self.metrics = ConnectionMetrics(connection)
         self.meter = RateMeter()
         self.bound = False
         self.bound_since: float | None = None
@@ -107,6 +149,21 @@ class ConnectorState:
 
     def set_error(self, text: str) -> None:
         self.last_error = short_error(text)
+
+    def scrape(self, configured_limit: float | None = None) -> None:
+        """Set the live-state gauges (a scrape hook: runs right before each scrape)."""
+        name = self.connection
+        limit = self.tps_limit()
+        metrics.CONNECTION_BOUND.labels(name).set(1 if self.bound else 0)
+        metrics.CONNECTION_TPS.labels(name).set(self.achieved_tps)
+        metrics.CONNECTION_TPS_EFFECTIVE_LIMIT.labels(name).set(
+            metrics.UNLIMITED if limit is None else limit
+        )
+        metrics.CONNECTION_TPS_LIMIT.labels(name).set(
+            metrics.UNLIMITED if configured_limit is None else configured_limit
+        )
+        metrics.CONNECTION_WINDOW_IN_USE.labels(name).set(self.window_in_use() if self.bound else 0)
+        metrics.CONNECTION_WINDOW_SIZE.labels(name).set(self.window_size)
 
     def snapshot(self, now: float | None = None) -> ConnectionState:
         now = time.time() if now is None else now

@@ -32,13 +32,16 @@ import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
+from opentelemetry.trace import SpanKind
+
 from smsmesh.batching import WriteBehind
 from smsmesh.model import ClaimedMessage, Event, SubmitOutcome, SubmitReport
 from smsmesh.smpp.aio import AsyncSession, ResponseTimeout, SessionClosed
 from smsmesh.smpp.codec import PduError
-from smsmesh.smpp.pdu import SubmitSmResp
+from smsmesh.smpp.pdu import Pdu, SubmitSmResp
 from smsmesh.smpp.session import LocalProtocolError
 from smsmesh.store import Store, StoreError
+from smsmesh.telemetry import tracing
 from smsmesh_connector.classify import Disposition, classify, status_name
 from smsmesh_connector.compose import ComposeError, Composer
 from smsmesh_connector.ratelimit import RateLimiter
@@ -234,16 +237,40 @@ class Submitter:
     # -- one message ----------------------------------------------------------------------
 
     async def _run_job(self, job: _Job, session: AsyncSession) -> None:
-        try:
-            report = await self._submit(job, session)
-        except asyncio.CancelledError:
-            # Our own task, cancelled by _settle (or loop shutdown): the outcome is a
-            # requeue either way, and the cancellation ends here.
-            report = self._requeue(job.message, job.cancel_reason, attempted=job.sent)
-        except Exception as exc:  # a bug must not strand the message in `dispatching`
-            log.exception("%s: submitting %s failed unexpectedly", self._name, job.message.id)
-            report = self._requeue(job.message, f"internal error: {type(exc).__name__}")
-        self._finish(job, report)
+        message = job.message
+        # The message's trace goes on here: a CONSUMER span, child of the router's
+        # `accept` span whose context was stored with the message.
+        with tracing.tracer().start_as_current_span(
+            f"dispatch {self._name}",
+            context=tracing.extract(message.trace_context) if tracing.enabled() else None,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                **tracing.message_attributes(message.id),
+                tracing.MESSAGING_SYSTEM: "smsmesh",
+                tracing.MESSAGING_OPERATION_TYPE: "process",
+                tracing.MESSAGING_OPERATION_NAME: "dispatch",
+                tracing.MESSAGING_DESTINATION: self._name,
+                "smsmesh.attempt": message.attempts + 1,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                report = await self._submit(job, session)
+            except asyncio.CancelledError:
+                # Our own task, cancelled by _settle (or loop shutdown): the outcome is a
+                # requeue either way, and the cancellation ends here.
+                report = self._requeue(job.message, job.cancel_reason, attempted=job.sent)
+            except Exception as exc:  # a bug must not strand the message in `dispatching`
+                log.exception("%s: submitting %s failed unexpectedly", self._name, message.id)
+                report = self._requeue(job.message, f"internal error: {type(exc).__name__}")
+            if span.is_recording():
+                span.set_attribute("smsmesh.outcome", report.outcome.value)
+                if report.failover:
+                    span.set_attribute("smsmesh.failover", True)
+                if report.outcome in (SubmitOutcome.REJECTED, SubmitOutcome.FAILED):
+                    tracing.fail(span, report.outcome.value, report.error)
+            self._finish(job, report)
 
     async def _submit(self, job: _Job, session: AsyncSession) -> SubmitReport:
         message = job.message
@@ -252,6 +279,7 @@ class Submitter:
         except ComposeError as exc:
             return self._report(message, SubmitOutcome.REJECTED, error=str(exc))
         ids: list[str] = []
+        submit_context: dict[str, str] = {}
         limiter = self._limiter
         timeout = self._settings.response_timeout
         # The slot is given back when the outcome is durable (see _record), not when
@@ -269,7 +297,9 @@ class Submitter:
                 pdu.sequence_number = 0  # the session numbers it (again, on a re-send)
                 job.sent = True
                 try:
-                    response = await session.request(pdu, timeout)
+                    response, submit_context = await self._request(
+                        session, pdu, timeout, message, part, len(pdus)
+                    )
                 except ResponseTimeout:
                     return self._requeue(message, f"no submit_sm_resp within {timeout:g} s")
                 except (SessionClosed, LocalProtocolError):
@@ -293,7 +323,73 @@ class Submitter:
                         return self._requeue(message, "throttled while stopping", status)
                     continue
                 return self._refused(message, disposition, status, part, len(pdus))
-        return self._report(message, SubmitOutcome.SUBMITTED, smsc_ids=tuple(ids), command_status=0)
+        # Stored with the message: receipts link to this submit span, and the submit
+        # time gives the receipt latency.
+        trace_context = {
+            **message.trace_context,
+            **submit_context,
+            tracing.SUBMITTED_AT: f"{time.time():.3f}",
+        }
+        return self._report(
+            message,
+            SubmitOutcome.SUBMITTED,
+            smsc_ids=tuple(ids),
+            command_status=0,
+            trace_context=trace_context,
+        )
+
+    async def _request(
+        self,
+        session: AsyncSession,
+        pdu: Pdu,
+        timeout: float,
+        message: ClaimedMessage,
+        part: int,
+        parts: int,
+    ) -> tuple[Pdu, dict[str, str]]:
+        """Send one submit_sm inside its CLIENT span (the SMSC is the peer); return the
+        response and that span's W3C context. Errors are recorded and re-raised."""
+        settings = self._settings
+        metrics = self._state.metrics
+        with tracing.tracer().start_as_current_span(
+            f"submit_sm {self._name}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                **tracing.message_attributes(message.id),
+                tracing.MESSAGING_SYSTEM: "smpp",
+                tracing.MESSAGING_OPERATION_TYPE: "send",
+                tracing.MESSAGING_OPERATION_NAME: "submit_sm",
+                tracing.MESSAGING_DESTINATION: self._name,
+                tracing.SERVER_ADDRESS: settings.host,
+                tracing.SERVER_PORT: settings.port,
+                "smsmesh.part": part,
+                "smsmesh.parts": parts,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            started = time.perf_counter()
+            try:
+                response = await session.request(pdu, timeout)
+            except (ResponseTimeout, SessionClosed, LocalProtocolError) as exc:
+                metrics.unanswered.inc()
+                tracing.fail(span, type(exc).__name__)
+                raise
+            except PduError:
+                tracing.fail(span, "PduError")
+                raise
+            status = response.command_status
+            metrics.submit_response(status, time.perf_counter() - started)
+            if span.is_recording():
+                span.set_attribute("smpp.command_status", status)
+                span.set_attribute("smpp.command_status.name", status_name(status))
+                smsc_id = getattr(response, "message_id", "")
+                if smsc_id:
+                    span.set_attribute("smpp.message_id", smsc_id)
+                if status != 0:
+                    tracing.fail(span, status_name(status))
+                return response, tracing.inject(span)
+            return response, {}
 
     def _smsc_id(self, response: object, message: ClaimedMessage, part: int) -> str:
         smsc_id = getattr(response, "message_id", "").strip()
@@ -308,10 +404,12 @@ class Submitter:
     def _throttled(self, job: _Job, status: int, epoch: int) -> None:
         state = self._state
         state.counters.throttled += 1
+        state.metrics.throttled.inc()
         if epoch == self._throttle_epoch:
             # The first throttle answer to a request sent at the current rate: slow
             # down. Answers to requests sent before that say nothing new.
             self._throttle_epoch += 1
+            state.metrics.throttle_episodes.inc()
             achieved = state.achieved_tps
             self._limiter.throttled(achieved if achieved > 0 else None)
             state.throttled_until = time.time() + self._limiter_pause()
@@ -393,6 +491,7 @@ class Submitter:
         error: str | None = None,
         retry_at: float | None = None,
         failover: bool = False,
+        trace_context: dict[str, str] | None = None,
     ) -> SubmitReport:
         return SubmitReport(
             message_id=message.id,
@@ -404,6 +503,7 @@ class Submitter:
             error=error,
             retry_at=retry_at,
             failover=failover,
+            trace_context=trace_context or {},
         )
 
     def _requeue(
@@ -428,15 +528,18 @@ class Submitter:
 
     def _finish(self, job: _Job, report: SubmitReport) -> None:
         job.reported = True
-        counters = self._state.counters
+        counters, metrics = self._state.counters, self._state.metrics
         if report.outcome is SubmitOutcome.SUBMITTED:
             counters.submitted += 1
+            metrics.outcome("submitted")
         elif report.outcome is SubmitOutcome.REQUEUE:
             counters.requeued += 1
+            metrics.outcome("failover" if report.failover else "requeued")
             if not report.failover and report.retry_at is not None:
                 self._claim_at(report.retry_at)
         else:
             counters.rejected += 1
+            metrics.outcome("rejected")
         self._reports.put(report)
 
     async def _record(self, reports: Sequence[SubmitReport]) -> None:

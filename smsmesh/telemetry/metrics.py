@@ -323,6 +323,17 @@ async def run_scrape_hooks() -> None:
             log.warning("metrics scrape hook failed", exc_info=True)
 
 
+def set_build_info(role: str) -> None:
+    """Publish `smsmesh_build_info{version, role} 1` for this process."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("smsmesh")
+    except PackageNotFoundError:
+        release = "unknown"
+    BUILD_INFO.labels(release, role).set(1)
+
+
 def status_label(command_status: int) -> str:
     """The `command_status` label value: the SMPP name, or hex for a code without one."""
     return CommandStatus.describe(command_status)
