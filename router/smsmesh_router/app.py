@@ -18,6 +18,8 @@ from smsmesh.batching import Batcher
 from smsmesh.model import AcceptResult, NewMessage
 from smsmesh.resources import load_folder
 from smsmesh.store import Store, open_store
+from smsmesh.telemetry import metrics, tracing
+from smsmesh.telemetry.http import metrics_handler, tracing_middleware
 from smsmesh_router.api import MessagesApi
 from smsmesh_router.config import RouterConfig, build_config
 from smsmesh_router.errors import error_middleware
@@ -55,15 +57,33 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+async def scrape_queue_depths(store: Store) -> None:
+    """Queue depth per connection, read from the store at scrape time (0 for a known
+    connection with an empty queue, so its series does not vanish)."""
+    depths = await store.queue_depths()
+    names = set(depths) | set(await store.connection_states())
+    for name in names:
+        metrics.QUEUE_DEPTH.labels(name).set(depths.get(name, 0))
+
+
 def create_app(store: Store, config: RouterConfig) -> web.Application:
     """The aiohttp application; background tasks are started by `Router`."""
     batcher: Batcher[NewMessage, AcceptResult] = Batcher(store.accept, name="accept-batcher")
     api = MessagesApi(store, config, HealthView(store), batcher)
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=[tracing_middleware, error_middleware], client_max_size=64 * 1024
+    )
     app[STORE_KEY] = store
     app[API_KEY] = api
     app.add_routes(api.routes())
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    app.router.add_get("/metrics", metrics_handler())  # bearer $SMSMESH_METRICS_TOKEN
+    remove_hook = metrics.on_scrape(lambda: scrape_queue_depths(store))
+
+    async def remove_scrape_hook(_: web.Application) -> None:
+        remove_hook()
+
+    app.on_cleanup.append(remove_scrape_hook)
 
     async def close_batcher(_: web.Application) -> None:
         await batcher.close()
@@ -129,10 +149,15 @@ class Router:
 
 
 async def serve(settings: RouterSettings, stop: asyncio.Event) -> int:
-    router = Router(settings)
-    await router.start()
+    tracing.setup_tracing("smsmesh-router")  # exports only when OTEL_* asks for it
+    metrics.set_build_info("router")
     try:
-        await stop.wait()
+        router = Router(settings)
+        await router.start()
+        try:
+            await stop.wait()
+        finally:
+            await router.stop()
     finally:
-        await router.stop()
+        tracing.shutdown_tracing()  # flush the last spans (the SIGTERM path ends here)
     return 0
