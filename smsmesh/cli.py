@@ -41,12 +41,15 @@ def _cmd_router(args: argparse.Namespace) -> int:
     from smsmesh_router.app import RouterSettings, serve
 
     runtime.setup_logging(args.log_level)
+    if not args.resources and not args.kube_snapshot:
+        raise SystemExit("error: smsmesh router needs --resources or --kube-snapshot")
     settings = RouterSettings(
         store_url=args.store,
-        resources=Path(args.resources),
+        resources=Path(args.resources or "."),
         host=args.host,
         port=args.port,
         webhooks=not args.no_webhooks,
+        kube_snapshot=args.kube_snapshot,
     )
     return runtime.run(lambda stop: serve(settings, stop))
 
@@ -148,7 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=_cmd_up)
 
     router = sub.add_parser("router", help="run the router (HTTP API)")
-    router.add_argument("--resources", required=True, help="folder of resource YAML")
+    router.add_argument("--resources", help="folder of resource YAML (local mode)")
+    router.add_argument(
+        "--kube-snapshot",
+        metavar="NAMESPACE/NAME",
+        help="follow the operator's routing snapshot (ConfigMap NAME, Secret NAME-keys) "
+        "instead of --resources; credentials from the pod or $KUBECONFIG",
+    )
     router.add_argument(
         "--store",
         default=os.environ.get("SMSMESH_STORE_URL"),
