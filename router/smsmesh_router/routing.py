@@ -242,6 +242,24 @@ class _Route:
                 reasons.append(f"priority {priority} not in {listed}")
         return RouteEvaluation(self.name, ok, tuple(reasons))
 
+    def describe(self) -> dict[str, Any]:
+        """The compiled route as JSON: normalised criteria and targets (GET /v1/routes)."""
+        return {
+            "name": self.name,
+            "priority": self.priority,
+            "match": {
+                "destination_prefixes": list(self.prefixes),
+                "countries": sorted(self.countries),
+                "senders": list(self.sender_globs),
+                "applications": sorted(self.applications),
+                "priorities": [p for p in PRIORITY_NAMES if p in self.priorities],
+            },
+            "targets": [
+                {"connection": t, "weight": None if self.weights is None else self.weights[i]}
+                for i, t in enumerate(self.targets)
+            ],
+        }
+
     def base_order(self, split_key: str | None) -> tuple[str, ...]:
         if self.weights is None or split_key is None:
             return self.targets
@@ -319,6 +337,10 @@ class RoutingTable:
     def route_names(self) -> tuple[str, ...]:
         """Route names in evaluation order."""
         return tuple(r.name for r in self._routes)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every route in evaluation order, as `_Route.describe` shows it."""
+        return [r.describe() for r in self._routes]
 
     def connections(self) -> frozenset[str]:
         """Every connection some route can send to."""
