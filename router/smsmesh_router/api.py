@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from smsmesh.addresses import AddressError, classify_sender, parse_destination
@@ -26,13 +28,16 @@ from smsmesh.model import (
 )
 from smsmesh.smpp.text import TextEncodingError, choose_encoding, count_segments
 from smsmesh.store import Store
+from smsmesh.telemetry import metrics, tracing
 from smsmesh_router.config import AppConfig, RouterConfig
 from smsmesh_router.errors import ApiError
 from smsmesh_router.health import HealthView
-from smsmesh_router.routing import Decision, RoutingInput
+from smsmesh_router.routing import Decision, RoutingInput, TargetState
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 255
+# Request item: the application the request authenticated as (for the rejection metric).
+APPLICATION_KEY = web.RequestKey("application", str)
 
 
 class SendRequest(BaseModel):
@@ -129,6 +134,10 @@ class MessagesApi:
         app = config.application_for_key(token.strip())
         if app is None:
             raise ApiError(401, "unauthorized", "unknown API key")
+        request[APPLICATION_KEY] = app.name
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute(tracing.APPLICATION, app.name)
         return app
 
     async def _parse(self, request: web.Request) -> SendRequest:
@@ -189,6 +198,23 @@ class MessagesApi:
     # -- handlers ---------------------------------------------------------------------
 
     async def send(self, request: web.Request) -> web.Response:
+        """`POST /v1/messages`, counted: accepted per application and route, refused
+        per application and error code, and the time to durable acceptance."""
+        started = time.perf_counter()
+        try:
+            response = await self._send(request)
+        except ApiError as exc:
+            application = request.get(APPLICATION_KEY, "unknown")
+            metrics.APPLICATION_REJECTED.labels(application, exc.code).inc()
+            raise
+        except Exception:
+            application = request.get(APPLICATION_KEY, "unknown")
+            metrics.APPLICATION_REJECTED.labels(application, "internal_error").inc()
+            raise
+        metrics.ACCEPT_DURATION.observe(time.perf_counter() - started)
+        return response
+
+    async def _send(self, request: web.Request) -> web.Response:
         config = self.config
         app = self.authenticate(request, config)
         idempotency_key = request.headers.get("Idempotency-Key")
@@ -197,33 +223,69 @@ class MessagesApi:
         req = await self._parse(request)
         destination, sender, encoding, segments, routing_input = self._plan(app, config, req)
         message_id = new_message_id()
-        decision = config.routing.decide(
-            replace(routing_input, split_key=message_id),
-            await self.health.current(),
-            explain=False,
-        )
+        tracer = tracing.tracer()
+        server_span = trace.get_current_span()
+        if server_span.is_recording():
+            server_span.set_attributes(tracing.message_attributes(message_id))
+        health = await self.health.current()
+        with tracer.start_as_current_span(
+            "route", attributes=tracing.message_attributes(message_id)
+        ) as span:
+            split_input = replace(routing_input, split_key=message_id)
+            decision = config.routing.decide(split_input, health, explain=False)
+            failover = _took_failover(config, split_input, decision)
+            if span.is_recording():
+                span.set_attribute(tracing.ROUTE, decision.route or "")
+                span.set_attribute("smsmesh.targets", list(decision.targets))
+                span.set_attribute("smsmesh.route.failover", failover)
         if decision.route is None or not decision.targets:
             raise ApiError(422, "no_route", "no SmsRoute matches this message", {"to": destination})
         now = time.time()
         validity = req.validity_seconds or app.default_validity_seconds
-        message = NewMessage(
-            id=message_id,
-            application=app.name,
-            source=sender,
-            destination=destination,
-            text=req.text,
-            route=decision.route,
-            targets=tuple(decision.targets),
-            expires_at=now + validity,
-            created_at=now,
-            priority=_PRIORITIES[req.priority],
-            segments=segments,
-            client_ref=req.client_ref,
-            callback_url=req.callback_url or app.callback_url,
-            idempotency_key=idempotency_key,
-            trace_context=_trace_headers(request),
-        )
-        result = await self.batcher.submit(message)
+        # The message enters its connection's queue: a PRODUCER span around the awaited
+        # group commit, whose context is stored with the message for the connector.
+        with tracer.start_as_current_span(
+            f"accept {decision.targets[0]}",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                **tracing.message_attributes(message_id),
+                tracing.MESSAGING_SYSTEM: "smsmesh",
+                tracing.MESSAGING_OPERATION_TYPE: "send",
+                tracing.MESSAGING_OPERATION_NAME: "accept",
+                tracing.MESSAGING_DESTINATION: decision.targets[0],
+                tracing.ROUTE: decision.route,
+                tracing.APPLICATION: app.name,
+            },
+        ) as span:
+            message = NewMessage(
+                id=message_id,
+                application=app.name,
+                source=sender,
+                destination=destination,
+                text=req.text,
+                route=decision.route,
+                targets=tuple(decision.targets),
+                expires_at=now + validity,
+                created_at=now,
+                priority=_PRIORITIES[req.priority],
+                segments=segments,
+                client_ref=req.client_ref,
+                callback_url=req.callback_url or app.callback_url,
+                idempotency_key=idempotency_key,
+                trace_context=_trace_context(span, request),
+            )
+            result = await self.batcher.submit(message)
+            if result.duplicate and span.is_recording():
+                span.set_attribute("smsmesh.duplicate", True)
+                span.set_attributes(tracing.message_attributes(result.message_id))
+        if result.duplicate:
+            if server_span.is_recording():
+                server_span.set_attributes(tracing.message_attributes(result.message_id))
+        else:
+            metrics.APPLICATION_ACCEPTED.labels(app.name).inc()
+            metrics.ROUTE_MESSAGES.labels(decision.route).inc()
+            if failover:
+                metrics.ROUTE_FAILOVERS.labels(decision.route).inc()
         body = {
             "id": result.message_id,
             "status": "accepted",
@@ -238,6 +300,9 @@ class MessagesApi:
 
     async def get(self, request: web.Request) -> web.Response:
         app = self.authenticate(request, self.config)
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attributes(tracing.message_attributes(request.match_info["id"]))
         record = await self.store.get_message(request.match_info["id"], app.name)
         if record is None:
             raise ApiError(404, "not_found", "no such message for this application")
@@ -269,10 +334,21 @@ def _decision_json(decision: Decision) -> dict[str, Any]:
     }
 
 
-def _trace_headers(request: web.Request) -> dict[str, str]:
-    out = {}
-    for name in ("traceparent", "tracestate"):
-        value = request.headers.get(name)
-        if value and len(value) <= 512:
-            out[name] = value
-    return out
+def _trace_context(span: trace.Span, request: web.Request) -> dict[str, str]:
+    """What is stored with the message: the accept span's context when tracing, else the
+    caller's own W3C headers, passed through untouched."""
+    if tracing.enabled():
+        return tracing.inject(span)
+    return tracing.w3c_headers(request.headers)
+
+
+def _took_failover(config: RouterConfig, routing_input: RoutingInput, decision: Decision) -> bool:
+    """Whether health moved a later target ahead of the route's preferred first one.
+
+    Only computed when some target is not available (otherwise the order is the route's
+    own): routing the same input without health gives the preferred order.
+    """
+    if not decision.targets or all(n.state is TargetState.AVAILABLE for n in decision.target_notes):
+        return False
+    preferred = config.routing.decide(routing_input, {}, explain=False).targets
+    return bool(preferred) and preferred[0] != decision.targets[0]

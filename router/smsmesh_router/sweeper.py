@@ -14,6 +14,7 @@ import logging
 import time
 
 from smsmesh.store import Store
+from smsmesh.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class ExpirySweeper:
         if expired:
             log.info("expired %d messages past their validity", expired)
         self.expired_total += expired
+        metrics.MESSAGES_EXPIRED.inc(expired)
         return expired
 
     async def _run(self) -> None:

@@ -17,10 +17,13 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
+from opentelemetry.trace import Span, SpanKind
+from yarl import URL
 
 from smsmesh.batching import WriteBehind
 from smsmesh.model import WebhookJob, WebhookResult
 from smsmesh.store import Store
+from smsmesh.telemetry import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -112,32 +115,79 @@ class WebhookDispatcher:
         self._slot_freed.set()
 
     async def _deliver(self, job: WebhookJob) -> None:
+        """One attempt, as a CLIENT span in the message's trace (its context was stored
+        with the job); the request carries that span's `traceparent` to the application."""
+        kind = job.kind.value
+        url = URL(job.url)
+        attributes: dict[str, str | int] = {
+            **tracing.message_attributes(job.message_id),
+            "http.request.method": "POST",
+            "url.scheme": url.scheme,
+            "url.path": url.path,  # never the query: it may hold the receiver's secret
+            "smsmesh.webhook.kind": kind,
+            "smsmesh.webhook.delivery": job.id,
+            "smsmesh.webhook.attempt": job.attempts + 1,
+        }
+        if url.host:
+            attributes[tracing.SERVER_ADDRESS] = url.host
+        if url.port:
+            attributes[tracing.SERVER_PORT] = url.port
+        started = time.perf_counter()
+        with tracing.tracer().start_as_current_span(
+            f"webhook {kind}",
+            context=tracing.extract(job.trace_context) if tracing.enabled() else None,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                await self._attempt(job, span)
+            finally:
+                metrics.WEBHOOK_DURATION.labels(kind).observe(time.perf_counter() - started)
+
+    async def _attempt(self, job: WebhookJob, span: Span) -> None:
         assert self._session is not None
+        kind = job.kind.value
         error: str | None = None
         status = 0
+        if tracing.enabled():
+            trace_headers = tracing.inject(span)
+        else:  # pass the stored context on as it is
+            trace_headers = {k: v for k, v in job.trace_context.items() if k == "traceparent"}
         try:
             async with self._session.post(
                 job.url,
                 json=job.payload,
                 headers={
-                    "X-Smsmesh-Event": job.kind.value,
+                    "X-Smsmesh-Event": kind,
                     "X-Smsmesh-Delivery": str(job.id),
-                    **{k: v for k, v in job.trace_context.items() if k == "traceparent"},
+                    **trace_headers,
                 },
             ) as response:
                 status = response.status
                 await response.read()
+                if span.is_recording():
+                    span.set_attribute("http.response.status_code", status)
                 if 200 <= status < 300:
                     self._results.put(WebhookResult(job.id, True, time.time()))
                     self.delivered += 1
+                    metrics.WEBHOOK_DELIVERIES.labels(kind).inc()
                     return
                 error = f"HTTP {status}"
+                tracing.fail(span, str(status))
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            tracing.fail(span, type(exc).__name__)
         self.failed_attempts += 1
+        metrics.WEBHOOK_FAILURES.labels(kind).inc()
         attempts = job.attempts + 1
         give_up = attempts >= self._policy.max_attempts or is_permanent(status)
         retry_at = None if give_up else time.time() + retry_delay(self._policy, attempts)
+        if give_up:
+            metrics.WEBHOOK_GIVEN_UP.labels(kind).inc()
+        else:
+            metrics.WEBHOOK_RETRIES.labels(kind).inc()
         log.warning(
             "webhook %s for message %s failed (attempt %d): %s%s",
             job.id,

@@ -178,7 +178,8 @@ INBOUND_MESSAGES = Counter(
 
 QUEUE_DEPTH = Gauge(
     "smsmesh_connection_queue_depth",
-    "Messages queued in the store for a connection, waiting to be claimed.",
+    "Messages queued in the store for a connection, waiting to be claimed (read from the "
+    "store: every router replica reports the same value, so aggregate with max).",
     ["connection"],
     registry=None,
 )
