@@ -21,6 +21,7 @@ from smsmesh.store import Store, open_store
 from smsmesh_router.api import MessagesApi
 from smsmesh_router.config import RouterConfig, build_config
 from smsmesh_router.console import add_console_routes
+from smsmesh_router.console import add_console_routes
 from smsmesh_router.errors import error_middleware
 from smsmesh_router.health import HealthView
 from smsmesh_router.reload import FolderReloader
@@ -64,6 +65,7 @@ def create_app(store: Store, config: RouterConfig) -> web.Application:
     app[STORE_KEY] = store
     app[API_KEY] = api
     app.add_routes(api.routes())
+    add_console_routes(app, api)  # GET /v1/messages search, /v1/stats, /console
     add_console_routes(app, api)  # GET /v1/messages search, /v1/stats, /console
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
 
