@@ -16,14 +16,16 @@ from aiohttp import web
 
 from smsmesh.batching import Batcher
 from smsmesh.model import AcceptResult, NewMessage
-from smsmesh.resources import load_folder
+from smsmesh.resources import ResourceSet, load_folder
 from smsmesh.store import Store, open_store
+from smsmesh.telemetry import metrics, tracing
+from smsmesh.telemetry.http import metrics_handler, tracing_middleware
 from smsmesh_router.api import MessagesApi
 from smsmesh_router.config import RouterConfig, build_config
 from smsmesh_router.console import add_console_routes
-from smsmesh_router.console import add_console_routes
 from smsmesh_router.errors import error_middleware
 from smsmesh_router.health import HealthView
+from smsmesh_router.kube import KubeSnapshotSource
 from smsmesh_router.reload import FolderReloader
 from smsmesh_router.sweeper import ExpirySweeper
 from smsmesh_router.webhooks import WebhookDispatcher
@@ -43,6 +45,9 @@ class RouterSettings:
     webhooks: bool = True
     sweeper_interval: float = 5.0
     receipt_grace: float = 3600.0
+    # "NAMESPACE/CONFIGMAP": follow the operator's routing snapshot (and the Secret
+    # "<CONFIGMAP>-keys") instead of reading `resources`.
+    kube_snapshot: str | None = None
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -57,17 +62,34 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+async def scrape_queue_depths(store: Store) -> None:
+    """Queue depth per connection, read from the store at scrape time (0 for a known
+    connection with an empty queue, so its series does not vanish)."""
+    depths = await store.queue_depths()
+    names = set(depths) | set(await store.connection_states())
+    for name in names:
+        metrics.QUEUE_DEPTH.labels(name).set(depths.get(name, 0))
+
+
 def create_app(store: Store, config: RouterConfig) -> web.Application:
     """The aiohttp application; background tasks are started by `Router`."""
     batcher: Batcher[NewMessage, AcceptResult] = Batcher(store.accept, name="accept-batcher")
     api = MessagesApi(store, config, HealthView(store), batcher)
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=[tracing_middleware, error_middleware], client_max_size=64 * 1024
+    )
     app[STORE_KEY] = store
     app[API_KEY] = api
     app.add_routes(api.routes())
     add_console_routes(app, api)  # GET /v1/messages search, /v1/stats, /console
-    add_console_routes(app, api)  # GET /v1/messages search, /v1/stats, /console
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    app.router.add_get("/metrics", metrics_handler())  # bearer $SMSMESH_METRICS_TOKEN
+    remove_hook = metrics.on_scrape(lambda: scrape_queue_depths(store))
+
+    async def remove_scrape_hook(_: web.Application) -> None:
+        remove_hook()
+
+    app.on_cleanup.append(remove_scrape_hook)
 
     async def close_batcher(_: web.Application) -> None:
         await batcher.close()
@@ -86,11 +108,15 @@ class Router:
         self.webhooks: WebhookDispatcher | None = None
         self.sweeper: ExpirySweeper | None = None
         self.reloader: FolderReloader | None = None
+        self.snapshot_source: KubeSnapshotSource | None = None
         self.url = ""
 
     async def start(self) -> None:
         settings = self.settings
-        config = build_config(load_folder(settings.resources))
+        if settings.kube_snapshot:
+            config = build_config(ResourceSet(environ={}))  # until the snapshot arrives
+        else:
+            config = build_config(load_folder(settings.resources))
         for problem in config.problems:
             log.warning("configuration problem: %s", problem)
         self.store = open_store(settings.store_url)
@@ -101,8 +127,14 @@ class Router:
         def apply(new: RouterConfig) -> None:
             api.config = new
 
-        self.reloader = FolderReloader(settings.resources, apply)
-        self.reloader.start()
+        if settings.kube_snapshot:
+            namespace, _, name = settings.kube_snapshot.partition("/")
+            name = name or "smsmesh-routing"
+            self.snapshot_source = KubeSnapshotSource(namespace, name, f"{name}-keys", apply=apply)
+            await self.snapshot_source.start()
+        else:
+            self.reloader = FolderReloader(settings.resources, apply)
+            self.reloader.start()
         self.sweeper = ExpirySweeper(self.store, settings.sweeper_interval, settings.receipt_grace)
         self.sweeper.start()
         if settings.webhooks:
@@ -122,6 +154,8 @@ class Router:
     async def stop(self) -> None:
         if self.reloader:
             await self.reloader.stop()
+        if self.snapshot_source:
+            await self.snapshot_source.stop()
         if self.runner:
             await self.runner.cleanup()  # stops accepting, finishes in-flight requests
         if self.sweeper:
@@ -133,10 +167,15 @@ class Router:
 
 
 async def serve(settings: RouterSettings, stop: asyncio.Event) -> int:
-    router = Router(settings)
-    await router.start()
+    tracing.setup_tracing("smsmesh-router")  # exports only when OTEL_* asks for it
+    metrics.set_build_info("router")
     try:
-        await stop.wait()
+        router = Router(settings)
+        await router.start()
+        try:
+            await stop.wait()
+        finally:
+            await router.stop()
     finally:
-        await router.stop()
+        tracing.shutdown_tracing()  # flush the last spans (the SIGTERM path ends here)
     return 0
