@@ -55,11 +55,16 @@ def _cmd_router(args: argparse.Namespace) -> int:
 
 
 def _cmd_connector(args: argparse.Namespace) -> int:
+    from smsmesh.telemetry.http import metrics_port_from_env
     from smsmesh_connector.service import serve, settings_from_resources
 
     runtime.setup_logging(args.log_level)
+    try:
+        port = metrics_port_from_env() if args.metrics_port is None else args.metrics_port
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     settings = settings_from_resources(Path(args.resources), args.connection, args.store)
-    return runtime.run(lambda stop: serve(settings, stop))
+    return runtime.run(lambda stop: serve(settings, stop, metrics_port=port))
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -135,6 +140,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return _print_reply(status, reply)
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is outside 0-65535")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smsmesh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -177,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("SMSMESH_STORE_URL"),
         required="SMSMESH_STORE_URL" not in os.environ,
         help="store URL (default: $SMSMESH_STORE_URL)",
+    )
+    connector.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        help="port of /metrics, /healthz, /readyz (default: $SMSMESH_METRICS_PORT or 9464; "
+        "0: none); host from $SMSMESH_METRICS_HOST (default 127.0.0.1)",
     )
     connector.set_defaults(func=_cmd_connector)
 
