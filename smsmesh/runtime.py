@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from smsmesh import logmask
+
 
 def setup_logging(level: str | None = None) -> None:
     level_name = (level or os.environ.get("SMSMESH_LOG_LEVEL", "INFO")).upper()
@@ -19,6 +21,8 @@ def setup_logging(level: str | None = None) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Phone numbers and message texts stay out of logs unless SMSMESH_LOG_UNMASKED=1.
+    logmask.install()
 
 
 def run(main: Callable[[asyncio.Event], Coroutine[Any, Any, int | None]]) -> int:
