@@ -164,6 +164,8 @@ class Gateway:
     window: int = 10
     long_messages: str = "udh8"
     router_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)  # the connector's /metrics
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for both processes
     procs: dict[str, Proc] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
 
@@ -209,7 +211,7 @@ class Gateway:
     async def _spawn(self, proc: Proc) -> None:
         proc.runs += 1
         log = proc.log.open("ab")
-        env = {**os.environ, "SMSMESH_LOG_LEVEL": "INFO"}
+        env = {**os.environ, "SMSMESH_LOG_LEVEL": "INFO", **self.env}
         proc.process = await asyncio.create_subprocess_exec(
             *proc.argv, stdout=log, stderr=log, env=env
         )
@@ -239,6 +241,8 @@ class Gateway:
             "sim",
             "--store",
             self.store_url,
+            "--metrics-port",
+            str(self.metrics_port),
         )
         await self._spawn(proc)
 
