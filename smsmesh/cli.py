@@ -3,6 +3,7 @@
 smsmesh up examples/local          whole gateway on this machine
 smsmesh router|connector|simulate  one role (what a pod runs)
 smsmesh send / status              talk to a running router
+smsmesh messages / explain         search messages, ask which route a message would take
 smsmesh crds                       regenerate the CRD YAML from the models
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from smsmesh import runtime
+from smsmesh.cli_messages import add_commands
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -250,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--callback-url", default=None)
         else:
             p.add_argument("id")
+    add_commands(sub)  # messages, explain
     return parser
 
 
