@@ -308,7 +308,7 @@ async def test_console_page_and_assets_are_local_and_locked_down(client: Client)
     assert "unsafe-inline" not in csp
     assert page.headers["X-Content-Type-Options"] == "nosniff"
     refs = re.findall(r'(?:src|href)="([^"]+)"', html)
-    assert sorted(refs) == ["console/console.css", "console/console.js"]
+    assert sorted(refs) == ["console/console.css", "console/console.js", "data:,"]
     for ref, kind in (("console.js", "text/javascript"), ("console.css", "text/css")):
         asset = await client.get(f"/console/{ref}")
         assert (asset.status, asset.content_type) == (200, kind)

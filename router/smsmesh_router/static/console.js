@@ -6,7 +6,7 @@
 (() => {
   const KEY_STORAGE = "smsmesh.console.key";
   const POLL_MS = 2000;
-  const STATS_EVERY = 3; // polls
+  const STATS_EVERY = 2; // polls
   const ROUTES_EVERY = 15; // polls
   const REQUEST_TIMEOUT_MS = 10000;
   const SVG = "http://www.w3.org/2000/svg";
@@ -331,10 +331,10 @@
         (left + i * step).toFixed(1) + "," + (top + (1 - v / max) * (h - top - bottom)).toFixed(1));
       svg.appendChild(svgEl("polyline", { points: points.join(" "), class: "line " + name }));
     }
-    const last = buckets.length ? buckets[buckets.length - 2] || buckets[0] : null;
-    $("throughput-caption").textContent = last
-      ? "last 10 min; " + (last.submitted / seconds).toFixed(1) + " submitted/s"
-      : "";
+    const total = buckets.reduce((sum, b) => sum + b.submitted, 0);
+    $("throughput-caption").textContent =
+      "last " + Math.round((buckets.length * seconds) / 60) + " min, " + seconds + " s buckets; " +
+      total + " submitted";
   }
 
   function drawOutcomes(buckets) {
