@@ -155,6 +155,20 @@ def _secret_env(name: str, key: str) -> dict[str, Any]:
     }
 
 
+METRICS_PORT = 9464  # the connector's /metrics, /healthz, /readyz (smsmesh.telemetry.http)
+
+
+def _telemetry_env(config: OperatorConfig) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "SMSMESH_METRICS_HOST", "value": "0.0.0.0"},  # probes come from the kubelet
+        {"name": "SMSMESH_METRICS_PORT", "value": str(METRICS_PORT)},
+    ]
+    if config.metrics_token_secret:
+        ref = {"name": config.metrics_token_secret, "key": config.metrics_token_secret_key}
+        env.append({"name": "SMSMESH_METRICS_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
 def _store_env(config: OperatorConfig) -> list[dict[str, Any]]:
     if config.store_secret:
         ref = {"name": config.store_secret, "key": config.store_secret_key}
@@ -180,7 +194,7 @@ def connector_deployment(
         names.LABEL_COMPONENT: names.COMPONENT_CONNECTOR,
         names.LABEL_CONNECTION: name,
     }
-    env = _store_env(config)
+    env = _store_env(config) + _telemetry_env(config)
     seen: set[str] = set()
     for ref in connector_secret_refs(conn):
         entry = _secret_env(ref.name, ref.key)
@@ -198,6 +212,20 @@ def connector_deployment(
             name,
         ],
         "env": env,
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        # Liveness: the event loop answers (an SMSC outage must not restart the pod).
+        # Readiness: the bind is up, so "available" means "bound" to the Deployment too.
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "metrics"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "metrics"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+        },
         "resources": {
             "requests": {"cpu": "50m", "memory": "64Mi"},
             "limits": {"memory": "256Mi"},

@@ -9,6 +9,8 @@
     SMSMESH_STORE_SECRET               Secret (in each served namespace) holding the store
                                        URL the connectors get as SMSMESH_STORE_URL
     SMSMESH_STORE_SECRET_KEY           its key (default url)
+    SMSMESH_METRICS_TOKEN_SECRET       Secret whose key (SMSMESH_METRICS_TOKEN_SECRET_KEY,
+                                       default token) opens the connectors' /metrics
 
 Flags given after `smsmesh operator` override them; see `main.build_parser`.
 """
@@ -37,6 +39,8 @@ class OperatorConfig:
     connector_service_account: str = DEFAULT_SERVICE_ACCOUNT
     store_secret: str | None = None
     store_secret_key: str = DEFAULT_STORE_SECRET_KEY
+    metrics_token_secret: str | None = None
+    metrics_token_secret_key: str = "token"
     liveness_endpoint: str | None = DEFAULT_LIVENESS
     status_interval: float = 10.0  # how often statuses are refreshed from the store
     heartbeat_interval: float = 10.0
@@ -70,6 +74,8 @@ class OperatorConfig:
             or DEFAULT_SERVICE_ACCOUNT,
             "store_secret": environ.get("SMSMESH_STORE_SECRET") or None,
             "store_secret_key": environ.get("SMSMESH_STORE_SECRET_KEY") or DEFAULT_STORE_SECRET_KEY,
+            "metrics_token_secret": environ.get("SMSMESH_METRICS_TOKEN_SECRET") or None,
+            "metrics_token_secret_key": environ.get("SMSMESH_METRICS_TOKEN_SECRET_KEY") or "token",
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         served = values["namespaces"]

@@ -255,8 +255,7 @@ class NamespaceReconciler:
             conn, children.connector_documents(conn, evaluation), body
         )
         read = {ref.name for ref in children.connector_secret_refs(conn)}
-        if config.store_secret:
-            read.add(config.store_secret)
+        read.update(n for n in (config.store_secret, config.metrics_token_secret) if n)
         versions = {n: secrets[n].resource_version for n in read if n in secrets}
         config_digest = children.config_hash(configmap, versions)
         paused = names.is_paused(body["metadata"].get("annotations"))

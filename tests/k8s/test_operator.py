@@ -269,7 +269,7 @@ async def test_connection_gets_a_single_connector_with_secret_refs_and_owner(
     assert main["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert main["securityContext"]["runAsNonRoot"] is True
     assert main["resources"]["requests"]
-    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in main["env"]}
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in main["env"] if "valueFrom" in e}
     assert env == {
         "SMSMESH_STORE_URL": {"name": "smsmesh-store", "key": "url"},
         secret_env_name("alpha-creds", "systemId"): {"name": "alpha-creds", "key": "systemId"},
@@ -278,6 +278,12 @@ async def test_connection_gets_a_single_connector_with_secret_refs_and_owner(
     assert {"name": "connection", "mountPath": "/etc/smsmesh/connection", "readOnly": True} in main[
         "volumeMounts"
     ]
+
+    plain = {e["name"]: e["value"] for e in main["env"] if "value" in e}
+    assert plain == {"SMSMESH_METRICS_HOST": "0.0.0.0", "SMSMESH_METRICS_PORT": "9464"}
+    probes = {p: main[p]["httpGet"] for p in ("readinessProbe", "livenessProbe")}
+    assert probes["readinessProbe"]["path"] == "/readyz"  # ready while bound
+    assert probes["livenessProbe"]["path"] == "/healthz"  # alive while the loop runs
 
     configmap = await api.get(object_path(core(ns, "configmaps"), names.connector_name("alpha")))
     assert configmap is not None
