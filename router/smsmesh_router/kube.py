@@ -304,8 +304,14 @@ class ObjectFollower:
             body = await response.json()
         items = body.get("items") or []
         self.resource_version = body["metadata"]["resourceVersion"]
-        self._set(items[0] if items else None)
+        first = not self.listed.is_set()
         self.listed.set()
+        obj = items[0] if items else None
+        if first:  # the first listing counts even when the object does not exist
+            self.current = obj
+            self._on_change()
+        else:
+            self._set(obj)
 
     async def watch_once(self) -> None:
         """One watch request, until the server ends it; `_Gone` when re-listing is due."""
