@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from aiohttp import web
 from kube_cluster import KubeApiserver, free_port
 
 from smsmesh_operator import rbac
@@ -469,3 +470,38 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
 
 def object_path(collection_path: str, name: str) -> str:
     return f"{collection_path}/{quote(name)}"
+
+
+class StatusHooks:
+    """An application's delivery-status webhook on 127.0.0.1: message id -> last status."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, str] = {}
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/status", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        async with self._changed:
+            self.statuses[body["id"]] = body["status"]
+            self._changed.notify_all()
+        return web.Response(status=204)
+
+    async def wait_for(self, ids: set[str], status: str, timeout: float = 30.0) -> None:
+        """Until every message in `ids` has reported `status`."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: all(self.statuses.get(i) == status for i in ids))
