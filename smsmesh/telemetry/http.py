@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from opentelemetry import trace
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from smsmesh.telemetry import metrics, tracing
 
@@ -29,6 +29,10 @@ METRICS_PORT_ENV = "SMSMESH_METRICS_PORT"
 METRICS_HOST_ENV = "SMSMESH_METRICS_HOST"
 DEFAULT_METRICS_PORT = 9464
 DEFAULT_METRICS_HOST = "127.0.0.1"
+
+# The classic text format, which every Prometheus version reads (our names need nothing
+# newer); prometheus_client's "latest" may announce a version older servers reject.
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
 # Probes and scrapes are not traced: they would drown the message traces.
 UNTRACED_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
@@ -76,7 +80,7 @@ def metrics_handler(token: str | None = None) -> Handler:
             return _unauthorized("unauthorized", "send 'Authorization: Bearer <metrics token>'")
         await metrics.run_scrape_hooks()
         body = generate_latest(metrics.REGISTRY)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=body, headers={"Content-Type": TEXT_FORMAT})
 
     return handle
 
