@@ -13,7 +13,6 @@ they reference.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -29,18 +28,12 @@ from smsmesh.resources import (
 )
 from smsmesh_operator import names
 from smsmesh_operator.config import OperatorConfig
+from smsmesh_operator.digests import digest, json_digest
 from smsmesh_operator.evaluate import Evaluation
-
-HASH_LENGTH = 20
-
-
-def digest(*parts: str) -> str:
-    """A short, stable digest of text parts (NUL-separated so parts cannot run together)."""
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:HASH_LENGTH]
 
 
 def manifest_digest(manifest: Mapping[str, Any]) -> str:
-    return digest(json.dumps(manifest, sort_keys=True, separators=(",", ":")))
+    return json_digest(manifest)
 
 
 def with_applied_hash(manifest: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smsmesh_operator import names
+from smsmesh_operator.digests import json_digest
 
 
 def plain(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,6 +61,7 @@ class ManagedObject:
     connection: str | None
     applied_hash: str | None
     annotations: dict[str, str] = field(default_factory=dict)
+    data_digest: str | None = None  # ConfigMaps: of `data`, to notice hand edits
     # Deployments only:
     config_hash: str | None = None
     replicas: int | None = None
@@ -89,6 +91,9 @@ class ManagedObject:
             connection=labels.get(names.LABEL_CONNECTION),
             applied_hash=annotations.get(names.ANNOTATION_APPLIED_HASH),
             annotations=annotations,
+            data_digest=json_digest(body["data"])
+            if isinstance(body.get("data"), Mapping)
+            else None,
             config_hash=(template_meta.get("annotations") or {}).get(names.ANNOTATION_CONFIG_HASH),
             replicas=spec.get("replicas"),
             generation=int(meta.get("generation") or 0),

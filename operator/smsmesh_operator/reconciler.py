@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from smsmesh.resources import GROUP, VERSION, SmppConnection
 from smsmesh_operator import children, names
 from smsmesh_operator.config import OperatorConfig
+from smsmesh_operator.digests import digest, json_digest
 from smsmesh_operator.evaluate import Evaluation, evaluate
 from smsmesh_operator.kubeapi import ApiError, KubeApi, path_for
 from smsmesh_operator.observed import ManagedObject, SecretInfo
@@ -98,6 +99,16 @@ class Context:
 
 def _values(index: Mapping[str, Iterable[Any]], namespace: str) -> list[Any]:
     return list(index.get(namespace, ()))
+
+
+def _drifted(manifest: Mapping[str, Any], live: ManagedObject) -> bool:
+    """Whether someone changed what the operator guarantees: a connector's replica count
+    (never two binds) or a ConfigMap's data."""
+    if manifest["kind"] == "Deployment":
+        return bool(live.replicas != manifest["spec"]["replicas"])
+    if "data" in manifest:
+        return live.data_digest != json_digest(manifest["data"])
+    return False
 
 
 class NamespaceReconciler:
@@ -183,7 +194,7 @@ class NamespaceReconciler:
             return
         ns = self.namespace
         refs = children.api_key_refs(evaluation.usable_applications())
-        source = children.digest(
+        source = digest(
             *(f"{n}@{secrets[n].resource_version}:{','.join(k)}" for n, k in refs.items())
         )
         keys_digest = await self._keys_digest(refs, source, secrets.get(names.ROUTING_SECRET))
@@ -214,7 +225,7 @@ class NamespaceReconciler:
                 raise RetryLater(f"Secret {name!r} changed while its API keys were read")
             values[name] = {k: data[k] for k in keys}
         text = children.keys_yaml(self.namespace, values)
-        keys_digest = children.digest(text)
+        keys_digest = digest(text)
         manifest = children.keys_secret(self.namespace, text, source)
         await self.ctx.api.apply(
             path_for("v1", "secrets", self.namespace, names.ROUTING_SECRET), manifest
@@ -226,14 +237,21 @@ class NamespaceReconciler:
     # -- connectors ------------------------------------------------------------------------
 
     async def _apply(self, manifest: dict[str, Any], live: ManagedObject | None) -> bool:
-        """Apply `manifest` unless the live object (or a recent write) already has it."""
+        """Apply `manifest` unless the live object (or a recent write) already has it.
+
+        The applied-hash annotation says what this operator last wrote; the fields that
+        matter most are also compared, so a hand edit (`kubectl scale --replicas=2`, an
+        edited ConfigMap) is put back at once, not just at the next spec change.
+        """
         meta = manifest["metadata"]
         wanted = meta["annotations"][names.ANNOTATION_APPLIED_HASH]
         key = (manifest["kind"], meta["namespace"], meta["name"])
         if live is not None and live.applied_hash == wanted:
-            return False
-        if self.ctx.recent.get(key) == wanted:
-            return False
+            if not _drifted(manifest, live):
+                return False
+            log.warning("%s: %s %s was changed by hand; restoring it", *key)
+        elif self.ctx.recent.get(key) == wanted:
+            return False  # written a moment ago; the watch has not shown it yet
         plural = "deployments" if manifest["kind"] == "Deployment" else "configmaps"
         path = path_for(manifest["apiVersion"], plural, meta["namespace"], meta["name"])
         await self.ctx.api.apply(path, manifest)

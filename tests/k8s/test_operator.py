@@ -373,6 +373,20 @@ async def test_pause_scales_to_zero_and_resume_scales_back(
     await wait_event(api, ns, "charlie", "Resumed")
 
 
+async def test_hand_edits_to_a_connector_are_put_back(api: Api, operator: OperatorProcess) -> None:
+    ns = operator.namespace
+    await create_connection(api, ns, "golf")
+    child = names.connector_name("golf")
+    deployments, configmaps = apps(ns, "deployments"), core(ns, "configmaps")
+    original = await api.wait_for(configmaps, child, lambda c: c is not None)
+    assert original is not None
+    # Two replicas would mean two binds with the same credentials: never allowed to stay.
+    await api.merge(object_path(deployments, child), {"spec": {"replicas": 2}})
+    await api.wait_for(deployments, child, lambda d: d is not None and d["spec"]["replicas"] == 1)
+    await api.merge(object_path(configmaps, child), {"data": {"connection.yaml": "edited: true"}})
+    await api.wait_for(configmaps, child, lambda c: c is not None and c["data"] == original["data"])
+
+
 async def test_deleting_a_connection_removes_its_connector(
     api: Api, operator: OperatorProcess
 ) -> None:

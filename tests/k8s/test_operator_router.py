@@ -50,6 +50,7 @@ from opkit import (
 
 from smsmesh.simulator.server import Simulator
 from smsmesh_operator import children, names, rbac
+from smsmesh_operator.digests import digest
 from smsmesh_router.config import RouterConfig
 from smsmesh_router.kube import (
     KubeAccess,
@@ -210,7 +211,7 @@ def snapshot_objects(
     values = {"app-keys": {k: base64.b64encode(v.encode()).decode() for k, v in keys.items()}}
     keys_text = children.keys_yaml(namespace, values)
     routing = routing_yaml if routing_yaml is not None else children.dump_documents(docs)
-    configmap = children.routing_configmap(namespace, routing, children.digest(keys_text))
+    configmap = children.routing_configmap(namespace, routing, digest(keys_text))
     secret = children.keys_secret(namespace, keys_text, "test")
     return configmap, secret
 
