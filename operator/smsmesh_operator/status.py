@@ -47,6 +47,8 @@ class StoreSnapshot:
     configured: bool = False
     states: Mapping[str, ConnectionState] = field(default_factory=dict)
     depths: Mapping[str, int] = field(default_factory=dict)
+    submitted: Mapping[str, int] = field(default_factory=dict)  # over `rate_window` seconds
+    rate_window: float = 60.0
     error: str | None = None
     taken_at: float = 0.0  # unix time
 
@@ -177,7 +179,9 @@ def connection_status(
         "bound": None if bound.status == UNKNOWN else bound.status == TRUE,
         "queueDepth": store.depths.get(name, 0) if store.readable else None,
         "lastError": state.last_error if state is not None and state.last_error else None,
-        "achievedTps": None,  # the store keeps no submit rate yet
+        "achievedTps": (
+            round(store.submitted.get(name, 0) / store.rate_window, 2) if store.readable else None
+        ),
     }
     return status, _transitions(base, conditions)
 

@@ -564,9 +564,14 @@ async def test_cluster_on_one_machine_delivers_messages_and_reports_the_bind(
         bound = await api.wait_for(
             connections,
             "sim",
-            lambda o: o is not None and (o.get("status") or {}).get("bound") is True,
+            lambda o: (
+                (o or {}).get("status", {}).get("bound") is True
+                and ((o or {})["status"].get("achievedTps") or 0) > 0
+            ),
         )
         assert condition(bound, "Bound")["status"] == "True"  # type: ignore[index]
+        assert bound["status"]["achievedTps"] == round(5 / 60, 2)  # type: ignore[index]
+        assert bound["status"]["queueDepth"] == 0  # type: ignore[index]
         # And with the Deployment available (we play its controller), the summary is Ready.
         deployment = await api.get(
             object_path(apps(ns, "deployments"), names.connector_name("sim"))
