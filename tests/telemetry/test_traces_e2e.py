@@ -29,7 +29,7 @@ def one(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
 
 
 def complete(message_id: str) -> Any:
-    names = {"POST /v1/messages", "route", "accept sim", "dispatch sim", "submit_sm sim",
+    names = {"POST /v1/messages", "accept sim", "dispatch sim", "submit_sm sim",
              "receipt sim", "webhook message.status"}  # fmt: skip
 
     def check(spans: list[ReceivedSpan]) -> bool:
@@ -65,10 +65,9 @@ async def test_a_message_is_one_trace_from_request_to_webhook(
     assert server.attributes["http.response.status_code"] == 202
     assert server.attributes["http.route"] == "/v1/messages"
     assert server.attributes["smsmesh.application"] == "app"
-    route = one(spans, "route")
-    assert route.parent_span_id == server.span_id
-    assert route.attributes["smsmesh.route"] == "default"
-    assert route.attributes["smsmesh.targets"] == ["sim"]
+    assert server.attributes["smsmesh.route"] == "default"
+    assert server.attributes["smsmesh.targets"] == ["sim"]
+    assert server.attributes["smsmesh.route.failover"] is False
     accept = one(spans, "accept sim")
     assert (accept.kind, accept.parent_span_id) == ("PRODUCER", server.span_id)
     assert accept.attributes["messaging.destination.name"] == "sim"
