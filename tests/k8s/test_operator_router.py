@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,15 +136,39 @@ def start_router(identity: Identity, store_url: str, workdir: Path) -> RouterPro
     raise AssertionError(f"router not ready:\n{router.logs()}")
 
 
+@contextlib.contextmanager
+def store_for(workdir: Path) -> Iterator[str]:
+    """PostgreSQL (a schema of its own) when SMSMESH_TEST_POSTGRES_URL is set, else SQLite."""
+    base = os.environ.get("SMSMESH_TEST_POSTGRES_URL")
+    if not base:
+        yield f"sqlite:///{workdir / 'store.db'}"
+        return
+    schema = f"k8s_{uuid.uuid4().hex[:10]}"
+    yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    asyncio.run(_drop_schema(base, schema))
+
+
+async def _drop_schema(url: str, schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.split("?")[0], timeout=10)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE', timeout=10)
+    finally:
+        await conn.close(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def cluster(
     kube_apiserver: KubeApiserver, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     """The operator and a router process (its own least-privilege ServiceAccount) sharing
-    a SQLite store, in one namespace."""
+    a store (SQLite, or PostgreSQL when SMSMESH_TEST_POSTGRES_URL is set), in one namespace."""
     workdir = tmp_path_factory.mktemp("gateway")
-    store_url = f"sqlite:///{workdir / 'store.db'}"
-    with operator_environment(kube_apiserver, workdir, store_url=store_url, prefix="gw") as op:
+    with (
+        store_for(workdir) as store_url,
+        operator_environment(kube_apiserver, workdir, store_url=store_url, prefix="gw") as op,
+    ):
         admin = admin_kubeconfig(kube_apiserver, workdir)
         identity = service_account_with_rules(
             kube_apiserver, admin, op.namespace, "smsmesh-router", rbac.router_rules(), workdir
