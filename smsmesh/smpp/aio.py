@@ -176,7 +176,7 @@ class AsyncSession(asyncio.Protocol):
 
     # The timeouts below are SMPP response timers (one timer per request that also frees
     # its window slot and tells the session to forget it), not cancel scopes.
-    async def request(self, pdu: Pdu, timeout: float | None = None) -> Pdu:  # noqa: ASYNC109
+    async def request(self, pdu: Pdu, timeout: float | None = None) -> Pdu:
         """Send a request and return its response (which may carry an error status).
 
         Waits for a window slot first. Raises ResponseTimeout after `timeout` seconds
@@ -201,7 +201,7 @@ class AsyncSession(asyncio.Protocol):
         self._close_if_done()
         return seq
 
-    async def unbind(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async def unbind(self, timeout: float = 10.0) -> None:
         """End the session politely: no new requests, wait for outstanding ones, unbind.
 
         Whatever happens within `timeout` (peer silent, connection lost) the connection
@@ -272,7 +272,7 @@ class AsyncSession(asyncio.Protocol):
     async def _roundtrip(
         self,
         pdu: Pdu,
-        timeout: float,  # noqa: ASYNC109
+        timeout: float,
         *,
         wait_writable: bool = True,
     ) -> Pdu:
@@ -593,7 +593,7 @@ async def bind(
     system_id: str,
     password: str,
     system_type: str = "",
-    timeout: float = 10.0,  # noqa: ASYNC109 - the bind response timer
+    timeout: float = 10.0,
     *,
     interface_version: int = 0x34,
     addr_ton: int = 0,

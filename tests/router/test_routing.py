@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from smsmesh.model import Priority
+from smsmesh.resources import SmsRoute
 from smsmesh_router.routing import (
     Decision,
     RoutingInput,
@@ -15,9 +18,6 @@ from smsmesh_router.routing import (
     TargetHealth,
     TargetState,
 )
-
-from smsmesh.model import Priority
-from smsmesh.resources import SmsRoute
 
 UP = TargetHealth(available=True, reason="bound")
 DOWN = TargetHealth(available=False, reason="bind lost")
