@@ -124,15 +124,20 @@ def service_account_with_rules(
     name: str,
     rules: list[dict[str, list[str]]],
     directory: Path,
+    *,
+    cluster_wide: bool = False,
 ) -> Identity:
+    """With `cluster_wide`, a ClusterRole and ClusterRoleBinding (named after the namespace)."""
+    scope = None if cluster_wide else namespace
+    role_name = f"{namespace}-{name}" if cluster_wide else name
     docs = [
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
             "metadata": {"name": name, "namespace": namespace},
         },
-        rbac.role(name, namespace, rules),
-        rbac.binding(name, namespace, name, namespace),
+        rbac.role(role_name, scope, rules),
+        rbac.binding(role_name, scope, name, namespace),
     ]
     kubectl(
         kube,
@@ -203,6 +208,7 @@ def start_operator(
     store_url: str | None,
     extra_env: dict[str, str] | None = None,
     args: tuple[str, ...] = (),
+    all_namespaces: bool = False,
 ) -> OperatorProcess:
     """Start the operator for `identity.namespace` with the identity's token; returns once
     its liveness endpoint answers 200."""
@@ -228,8 +234,7 @@ def start_operator(
         "smsmesh",
         "operator",
         "run",
-        "--namespace",
-        identity.namespace,
+        *(["--all-namespaces"] if all_namespaces else ["--namespace", identity.namespace]),
         "--liveness",
         liveness,
         "--status-interval",
