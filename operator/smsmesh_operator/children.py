@@ -148,13 +148,10 @@ def _secret_env(name: str, key: str) -> dict[str, Any]:
     }
 
 
-METRICS_PORT = 9464  # the connector's /metrics, /healthz, /readyz (smsmesh.telemetry.http)
-
-
 def _telemetry_env(config: OperatorConfig) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "SMSMESH_METRICS_HOST", "value": "0.0.0.0"},  # probes come from the kubelet
-        {"name": "SMSMESH_METRICS_PORT", "value": str(METRICS_PORT)},
+        {"name": "SMSMESH_METRICS_PORT", "value": str(config.connector_metrics_port)},
     ]
     if config.metrics_token_secret:
         ref = {"name": config.metrics_token_secret, "key": config.metrics_token_secret_key}
@@ -205,7 +202,9 @@ def connector_deployment(
             name,
         ],
         "env": env,
-        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "metrics", "containerPort": config.connector_metrics_port, "protocol": "TCP"}
+        ],
         # Liveness: the event loop answers (an SMSC outage must not restart the pod).
         # Readiness: the bind is up, so "available" means "bound" to the Deployment too.
         "livenessProbe": {

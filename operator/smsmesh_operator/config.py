@@ -9,6 +9,7 @@
     SMSMESH_STORE_SECRET               Secret (in each served namespace) holding the store
                                        URL the connectors get as SMSMESH_STORE_URL
     SMSMESH_STORE_SECRET_KEY           its key (default url)
+    SMSMESH_CONNECTOR_METRICS_PORT     the connectors' /metrics, /healthz, /readyz port (9464)
     SMSMESH_METRICS_TOKEN_SECRET       Secret whose key (SMSMESH_METRICS_TOKEN_SECRET_KEY,
                                        default token) opens the connectors' /metrics
 
@@ -39,6 +40,7 @@ class OperatorConfig:
     connector_service_account: str = DEFAULT_SERVICE_ACCOUNT
     store_secret: str | None = None
     store_secret_key: str = DEFAULT_STORE_SECRET_KEY
+    connector_metrics_port: int = 9464
     metrics_token_secret: str | None = None
     metrics_token_secret_key: str = "token"
     liveness_endpoint: str | None = DEFAULT_LIVENESS
@@ -74,6 +76,7 @@ class OperatorConfig:
             or DEFAULT_SERVICE_ACCOUNT,
             "store_secret": environ.get("SMSMESH_STORE_SECRET") or None,
             "store_secret_key": environ.get("SMSMESH_STORE_SECRET_KEY") or DEFAULT_STORE_SECRET_KEY,
+            "connector_metrics_port": _port(environ.get("SMSMESH_CONNECTOR_METRICS_PORT")),
             "metrics_token_secret": environ.get("SMSMESH_METRICS_TOKEN_SECRET") or None,
             "metrics_token_secret_key": environ.get("SMSMESH_METRICS_TOKEN_SECRET_KEY") or "token",
         }
@@ -87,6 +90,10 @@ class OperatorConfig:
         return config
 
     def check(self) -> None:
+        if not 1 <= self.connector_metrics_port <= 65535:
+            raise ConfigError(
+                f"connector metrics port {self.connector_metrics_port} is not 1-65535"
+            )
         for name, value in (
             ("status_interval", self.status_interval),
             ("heartbeat_interval", self.heartbeat_interval),
@@ -98,3 +105,12 @@ class OperatorConfig:
                 raise ConfigError(f"{name} must be positive, not {value!r}")
         if not self.connector_image.strip():
             raise ConfigError("SMSMESH_CONNECTOR_IMAGE is empty")
+
+
+def _port(raw: str | None) -> int:
+    if not raw or not raw.strip():
+        return 9464
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"SMSMESH_CONNECTOR_METRICS_PORT={raw!r} is not a port number") from None

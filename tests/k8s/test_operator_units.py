@@ -414,6 +414,11 @@ def test_settings_from_the_environment() -> None:
     assert listed.home_namespace == "a"  # the heartbeat must be where the watches look
     with pytest.raises(ConfigError):
         OperatorConfig.from_env(env, status_interval=0)
+    assert config.connector_metrics_port == 9464
+    other_port = {**env, "SMSMESH_CONNECTOR_METRICS_PORT": "9090"}
+    assert OperatorConfig.from_env(other_port).connector_metrics_port == 9090
+    with pytest.raises(ConfigError, match="not a port number"):
+        OperatorConfig.from_env({**env, "SMSMESH_CONNECTOR_METRICS_PORT": "http"})
 
 
 def test_rbac_grants_no_spec_writes_and_names_the_only_secret_it_patches() -> None:
