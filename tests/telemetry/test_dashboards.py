@@ -387,3 +387,65 @@ def test_promtool_parses_every_dashboard_expression() -> None:
                 timeout=30,
             )
             assert done.returncode == 0, f"{where}: {done.stdout}{done.stderr}"
+
+
+# -- the chart renders them ------------------------------------------------------------------
+
+
+def find_helm() -> str | None:
+    found = subprocess.run(
+        [str(REPO / "hack" / "helm.sh"), "--check"], capture_output=True, text=True, timeout=30
+    )
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+HELM = find_helm()
+
+
+def render(tmp_path: Path, metrics_values: dict[str, Any]) -> list[dict[str, Any]]:
+    assert HELM is not None
+    values = tmp_path / "values.json"
+    values.write_text(
+        json.dumps({"store": {"existingSecret": "smsmesh-store"}, "metrics": metrics_values})
+    )
+    done = subprocess.run(
+        [HELM, "template", "smsmesh", str(CHART), "--namespace", "sms", "-f", str(values)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+@pytest.mark.skipif(HELM is None, reason="helm not installed (hack/helm.sh builds it)")
+def test_the_chart_renders_dashboards_and_rules_only_when_asked(tmp_path: Path) -> None:
+    kinds = {d["kind"] for d in render(tmp_path, {})}
+    assert "PrometheusRule" not in kinds
+    docs = render(
+        tmp_path,
+        {
+            "dashboards": {
+                "enabled": True,
+                "annotations": {"grafana_folder": "smsmesh"},
+                "namespace": "monitoring",
+            },
+            "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+        },
+    )
+    boards = {
+        d["metadata"]["name"]: d
+        for d in docs
+        if d["kind"] == "ConfigMap" and "-dashboard-" in d["metadata"]["name"]
+    }
+    assert sorted(boards) == [f"smsmesh-dashboard-{p.stem}" for p in DASHBOARDS]
+    for path in DASHBOARDS:
+        cm = boards[f"smsmesh-dashboard-{path.stem}"]
+        assert cm["metadata"]["namespace"] == "monitoring"
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["metadata"]["annotations"] == {"grafana_folder": "smsmesh"}
+        assert json.loads(cm["data"][f"smsmesh-{path.stem}.json"]) == json.loads(path.read_text())
+    [rule] = [d for d in docs if d["kind"] == "PrometheusRule"]
+    assert rule["metadata"]["namespace"] == "sms"
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    assert rule["spec"] == yaml.safe_load(RULES.read_text())  # {{ $labels }} left as they are
