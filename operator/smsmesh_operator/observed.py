@@ -18,8 +18,12 @@ from smsmesh_operator.digests import json_digest
 
 
 def plain(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A detached deep copy of a kopf body (which is a live view)."""
-    return {key: copy.deepcopy(value) for key, value in body.items()}
+    """A detached deep copy of a kopf body (a live view), without managedFields (often
+    larger than the object, and never read)."""
+    out = {key: copy.deepcopy(value) for key, value in body.items()}
+    if isinstance(out.get("metadata"), dict):
+        out["metadata"].pop("managedFields", None)
+    return out
 
 
 def _meta(body: Mapping[str, Any]) -> Mapping[str, Any]:

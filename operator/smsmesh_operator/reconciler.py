@@ -72,7 +72,14 @@ class RecentWrites:
         self._items: dict[Any, tuple[Any, float]] = {}
 
     def remember(self, key: Any, value: Any) -> None:
-        self._items[key] = (value, self._clock())
+        now = self._clock()
+        if len(self._items) >= 256:  # forget what expired (e.g. of deleted objects)
+            for old in [k for k, (_, at) in self._items.items() if now - at > self._ttl]:
+                del self._items[old]
+        self._items[key] = (value, now)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def get(self, key: Any) -> Any:
         item = self._items.get(key)

@@ -406,6 +406,7 @@ class KubeSnapshotSource:
         self.rejected = 0  # snapshots that did not build
         self.last_error: str | None = None
         self.changed = asyncio.Condition()  # notified after every attempt
+        self._notifications: set[asyncio.Task[None]] = set()
 
     async def start(self, initial_timeout: float = 10.0) -> None:
         """Start following; waits up to `initial_timeout` for the first listing of both
@@ -468,7 +469,9 @@ class KubeSnapshotSource:
             )
             for problem in config.problems:
                 log.debug("snapshot note: %s", problem)
-        asyncio.get_running_loop().create_task(self._notify())
+        task = asyncio.get_running_loop().create_task(self._notify())
+        self._notifications.add(task)  # held until done: the loop keeps only weak refs
+        task.add_done_callback(self._notifications.discard)
 
     async def _notify(self) -> None:
         async with self.changed:

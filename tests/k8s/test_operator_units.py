@@ -454,13 +454,17 @@ def test_heartbeat_probe_fails_when_beats_stop_coming_back() -> None:
     assert beat.beats_seen == 1
 
 
-def test_recent_writes_expire() -> None:
+def test_recent_writes_expire_and_do_not_pile_up() -> None:
     now = [0.0]
     recent = RecentWrites(ttl=10, clock=lambda: now[0])
     recent.remember("k", "v")
     assert recent.get("k") == "v"
     now[0] = 11
     assert recent.get("k") is None
+    for i in range(1000):  # e.g. statuses of objects deleted long ago, never read again
+        now[0] += 1
+        recent.remember(i, i)
+    assert len(recent) < 300
 
 
 def test_secret_info_keeps_key_names_never_values() -> None:
