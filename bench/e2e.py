@@ -12,6 +12,9 @@ Scenarios (each with fresh processes and a fresh store):
   receipts      the same with a receipt for every message, sent instantly
   latency       a steady 500 messages/s: accept -> submit_sm and the receipt round trip
   tps           a TPS limit of 200 with a backlog: achieved rate and 100 ms smoothness
+  tracing       throughput and the steady latency run, tracing off vs exported over
+                OTLP/HTTP to a local receiver, every message and one in ten sampled
+                (traced/untraced ratios; `--only tracing`)
 Ratios are against runs in the same invocation (throughput/baseline, receipts/throughput),
 so the figures compare on any machine.
 """
@@ -180,8 +183,10 @@ class Gateway:
         tps: float | None,
         window: int,
         store_options: str = "",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
+        self.env = {**os.environ, **(env or {})}
         self.port = free_port()
         folder = workdir / "resources"
         folder.mkdir(parents=True)
@@ -220,7 +225,7 @@ class Gateway:
         for name in ("connector", "router"):
             log = (self.workdir / f"{name}.log").open("wb")
             self.procs[name] = await asyncio.create_subprocess_exec(
-                *self.argv[name], stdout=log, stderr=log
+                *self.argv[name], stdout=log, stderr=log, env=self.env
             )
         async with asyncio.timeout(30), aiohttp.ClientSession() as session:
             while True:
@@ -425,6 +430,7 @@ async def run_gateway(
     sim_options: dict[str, Any],
     webhooks: bool = False,
     store_options: str = "",
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     sim = SimulatorProcess(**sim_options)
     sim.start()
@@ -440,6 +446,7 @@ async def run_gateway(
             tps,
             window,
             store_options=store_options,
+            env=env,
         )
         await gateway.start()
         cpu_before = gateway.cpu_seconds()
@@ -544,6 +551,130 @@ def smoothness(arrivals: list[float], tps: float) -> dict[str, Any]:
     }
 
 
+class OtlpSink:
+    """A local OTLP/HTTP endpoint that takes trace exports and answers as a collector does.
+
+    It counts requests and bytes but does not decode them: a collector runs on its own
+    CPU, so the measured cost is the gateway's (creating, batching, encoding and
+    sending spans), not the receiver's.
+    """
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        async def traces(request: web.Request) -> web.Response:
+            body = await request.read()
+            self.requests += 1
+            self.bytes += len(body)
+            # An empty ExportTraceServiceResponse is zero bytes of protobuf.
+            return web.Response(body=b"", content_type="application/x-protobuf")
+
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/traces", traces)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def tracing_overhead(args: argparse.Namespace) -> dict[str, Any]:
+    """Throughput and steady latency with tracing off, then exported over OTLP/HTTP.
+
+    "off" is the default deployment (no OTEL endpoint: no SDK provider at all); "on"
+    samples every message (parentbased_always_on), "on_10pct" one trace in ten
+    (parentbased_traceidratio 0.1); both export with the BatchSpanProcessor at its
+    default schedule to a local sink. Configurations alternate for `--tracing-rounds`
+    rounds so a noisy neighbour hits them alike; each keeps its best round.
+    """
+    sink = OtlpSink()
+    await sink.start()
+    exporting = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
+        "OTEL_TRACES_EXPORTER": "otlp",
+    }
+    configs: dict[str, dict[str, str]] = {
+        "off": {"OTEL_TRACES_EXPORTER": "none"},
+        "on": {**exporting, "OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+        "on_10pct": {
+            **exporting,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        },
+    }
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
+    try:
+        for round_no in range(args.tracing_rounds):
+            for label, env in configs.items():
+                print(f"tracing {label} (round {round_no + 1}): throughput ...", flush=True)
+                tp = await run_gateway(
+                    messages=args.messages,
+                    concurrency=args.concurrency,
+                    sim_options={"receipts_enabled": False},
+                    env=env,
+                )
+                tp.pop("_arrivals")
+                print(f"tracing {label} (round {round_no + 1}): steady 500/s ...", flush=True)
+                lat = await run_gateway(
+                    messages=args.steady_seconds * 500,
+                    concurrency=64,
+                    rate=500.0,
+                    sim_options={"receipt_delay": 0.0},
+                    webhooks=True,
+                    env=env,
+                )
+                lat.pop("_arrivals")
+                rounds[label].append({"throughput": tp, "latency_500": lat})
+    finally:
+        await sink.stop()
+
+    def cpu(run: dict[str, Any]) -> float:
+        return float(run["cpu_seconds"]["router"] + run["cpu_seconds"]["connector"])
+
+    def best(label: str) -> dict[str, Any]:
+        runs = rounds[label]
+        tp = max((r["throughput"] for r in runs), key=lambda r: r["accepted_per_s"])
+        lat = min((r["latency_500"] for r in runs), key=lambda r: r["http_response"]["p95_ms"])
+        return {"throughput": tp, "latency_500": lat}
+
+    def ratio(a: float, b: float) -> float:
+        return round(a / b, 3) if b else float("nan")
+
+    out: dict[str, Any] = {"rounds": rounds, "best": {k: best(k) for k in configs}}
+    out["exported"] = {"requests": sink.requests, "bytes": sink.bytes}
+    off = out["best"]["off"]
+    for label in ("on", "on_10pct"):
+        on = out["best"][label]
+        out[f"ratios_{label}_vs_off"] = {
+            "accepted_per_s": ratio(
+                on["throughput"]["accepted_per_s"], off["throughput"]["accepted_per_s"]
+            ),
+            "submitted_per_s": ratio(
+                on["throughput"]["submitted_per_s"], off["throughput"]["submitted_per_s"]
+            ),
+            "gateway_cpu_s_per_message_throughput": ratio(
+                cpu(on["throughput"]), cpu(off["throughput"])
+            ),
+            "gateway_cpu_s_latency_500": ratio(cpu(on["latency_500"]), cpu(off["latency_500"])),
+            **{
+                f"latency_500_{key}_{q}": ratio(
+                    on["latency_500"][key][q], off["latency_500"][key][q]
+                )
+                for key in ("http_response", "http_send_to_submit", "receipt_round_trip")
+                for q in ("p50_ms", "p95_ms")
+            },
+        }
+    return out
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     n = args.messages
     results: dict[str, Any] = {
@@ -554,6 +685,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         },
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if args.only == "tracing":
+        results["tracing"] = await tracing_overhead(args)
+        return results
     print("baseline: SMPP client straight to the simulator ...", flush=True)
     results["baseline"] = await baseline(n, 100)
     use_wrk = shutil.which("wrk") is not None and not args.python_load
@@ -607,6 +741,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         ),
         "receipts_vs_throughput": round(rc["submitted_per_s"] / tp["submitted_per_s"], 3),
     }
+    results["tracing"] = await tracing_overhead(args)
     return results
 
 
@@ -621,6 +756,8 @@ def main(argv: list[str] | None = None) -> int:
         "--python-load", action="store_true", help="load with aiohttp even if wrk is there"
     )
     parser.add_argument("--steady-seconds", type=int, default=10)
+    parser.add_argument("--only", choices=["tracing"], help="run only this scenario")
+    parser.add_argument("--tracing-rounds", type=int, default=2, help="tracing scenario rounds")
     parser.add_argument("--output", type=Path, default=Path("bench/results.json"))
     args = parser.parse_args(argv)
     if shutil.which("smsmesh", path=str(Path(sys.executable).parent)) is None:
