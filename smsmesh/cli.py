@@ -257,7 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Everything after `operator` belongs to the operator's own parser, options included
+    # (argparse's REMAINDER will not take a leading `--option`).
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "operator":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.operator_args = [*extra, *args.operator_args]
     result: int = args.func(args)
     return result
 

@@ -260,8 +260,9 @@ def connector_deployment(
                         "terminationGracePeriodSeconds": 30,
                         "securityContext": {
                             "runAsNonRoot": True,
-                            "runAsUser": 65532,
-                            "runAsGroup": 65532,
+                            # The image's own user (Dockerfile): one uid for every role.
+                            "runAsUser": 10001,
+                            "runAsGroup": 10001,
                             "seccompProfile": {"type": "RuntimeDefault"},
                         },
                         "containers": [container],
