@@ -13,6 +13,7 @@ error) can never run as code even if the script made a mistake displaying it.
 
 from __future__ import annotations
 
+import logging
 from importlib import resources
 
 from aiohttp import web
@@ -43,9 +44,16 @@ def load_assets() -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in ASSETS}
 
 
+log = logging.getLogger(__name__)
+
+
 class Console:
     def __init__(self) -> None:
-        self._assets = load_assets()
+        try:
+            self._assets = load_assets()
+        except OSError as exc:  # an installation without the package data: API still works
+            log.warning("console files missing from this installation, /console is off: %s", exc)
+            self._assets = {}
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -63,6 +71,14 @@ class Console:
         )
 
     async def page(self, request: web.Request) -> web.Response:
+        if "console.html" not in self._assets:
+            return web.json_response(
+                {
+                    "error": "console_unavailable",
+                    "message": "this installation lacks the console's files",
+                },
+                status=404,
+            )
         return self._serve("console.html")
 
     async def to_page(self, request: web.Request) -> web.Response:
