@@ -53,7 +53,6 @@ from smsmesh.model import (
     Receipt,
     ReceiptMatch,
     StatsBucket,
-    SubmitOutcome,
     SubmitReport,
     WebhookJob,
     WebhookResult,
@@ -66,6 +65,7 @@ from smsmesh.store.postgres_config import PgSettings, parse_url, redact_url
 from smsmesh.store.postgres_listen import Listener, channel_name
 from smsmesh.store.postgres_receipts import Correlator
 from smsmesh.store.postgres_schema import SCHEMA_VERSION, apply_migrations
+from smsmesh.store.rules import check_messages, check_reports
 
 if TYPE_CHECKING:
     from smsmesh.store.postgres_tx import Conn
@@ -107,25 +107,6 @@ async def _keep_session(conn: Conn) -> None:
     session: no SET, no LISTEN (the listener has its own session), no cursors, and
     their advisory locks are transaction-scoped.
     """
-
-
-def _check_messages(messages: Sequence[NewMessage]) -> None:
-    for m in messages:
-        if not m.id:
-            raise ValueError("accept: a message has an empty id")
-        if not m.targets:
-            raise ValueError(f"accept: message {m.id} has no target connection")
-
-
-def _check_reports(reports: Sequence[SubmitReport]) -> None:
-    for r in reports:
-        if r.outcome is SubmitOutcome.SUBMITTED and (
-            not r.smsc_message_ids or any(not sid.strip() for sid in r.smsc_message_ids)
-        ):
-            raise ValueError(
-                f"record_submits: SUBMITTED report for {r.message_id} needs one non-empty "
-                "smsc message id per part"
-            )
 
 
 class PostgresStore(Store):
@@ -283,7 +264,7 @@ class PostgresStore(Store):
     # -- router side ------------------------------------------------------------------
 
     async def accept(self, messages: Sequence[NewMessage]) -> list[AcceptResult]:
-        _check_messages(messages)
+        check_messages(messages)
         if not messages:
             return []
         async with self._conn() as conn:
@@ -382,7 +363,7 @@ class PostgresStore(Store):
         return await self._get_listener().wait(connection, timeout)
 
     async def record_submits(self, reports: Sequence[SubmitReport]) -> None:
-        _check_reports(reports)
+        check_reports(reports)
         if not reports:
             return
         rules = engine.SubmitRules(self.settings.max_attempts, self.channel)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from smsmesh.model import MessageStatus, ReceiptState
+from smsmesh.model import MessageStatus, NewMessage, ReceiptState, SubmitOutcome, SubmitReport
 from smsmesh.smpp.receipt import id_candidates
 
 
@@ -152,3 +152,24 @@ def inbound_payload(
         "received_at": received_at,
         "application": application,
     }
+
+
+def check_messages(messages: Sequence[NewMessage]) -> None:
+    """Refuse input no backend could store sensibly (a bug in the caller, not bad data)."""
+    for m in messages:
+        if not m.id:
+            raise ValueError("accept: a message has an empty id")
+        if not m.targets:
+            raise ValueError(f"accept: message {m.id} has no target connection")
+
+
+def check_reports(reports: Sequence[SubmitReport]) -> None:
+    """A SUBMITTED report must name one SMSC id per part, or receipts could never match."""
+    for r in reports:
+        if r.outcome is SubmitOutcome.SUBMITTED and (
+            not r.smsc_message_ids or any(not sid.strip() for sid in r.smsc_message_ids)
+        ):
+            raise ValueError(
+                f"record_submits: SUBMITTED report for {r.message_id} needs one non-empty "
+                "smsc message id per part"
+            )

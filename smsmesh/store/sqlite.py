@@ -55,7 +55,6 @@ from smsmesh.model import (
     Receipt,
     ReceiptMatch,
     StatsBucket,
-    SubmitOutcome,
     SubmitReport,
     WebhookJob,
     WebhookResult,
@@ -63,31 +62,13 @@ from smsmesh.model import (
 )
 from smsmesh.store import sqlite_search
 from smsmesh.store.base import Store, StoreError
+from smsmesh.store.rules import check_messages, check_reports
 from smsmesh.store.sqlite_engine import Engine, Synchronous
 from smsmesh.store.wakeup import WakeupListeners, WakeupSender
 
 T = TypeVar("T")
 
 MIN_SQLITE_VERSION = (3, 35, 0)  # UPDATE ... RETURNING
-
-
-def _check_messages(messages: Sequence[NewMessage]) -> None:
-    for m in messages:
-        if not m.id:
-            raise ValueError("accept: a message has an empty id")
-        if not m.targets:
-            raise ValueError(f"accept: message {m.id} has no target connection")
-
-
-def _check_reports(reports: Sequence[SubmitReport]) -> None:
-    for r in reports:
-        if r.outcome is SubmitOutcome.SUBMITTED and (
-            not r.smsc_message_ids or any(not sid.strip() for sid in r.smsc_message_ids)
-        ):
-            raise ValueError(
-                f"record_submits: SUBMITTED report for {r.message_id} needs one non-empty "
-                "smsc message id per part"
-            )
 
 
 class SqliteStore(Store):
@@ -162,7 +143,7 @@ class SqliteStore(Store):
     # -- router side ------------------------------------------------------------------
 
     async def accept(self, messages: Sequence[NewMessage]) -> list[AcceptResult]:
-        _check_messages(messages)
+        check_messages(messages)
         if not messages:
             return []
         return await self._run(self._engine.accept, list(messages))
@@ -223,7 +204,7 @@ class SqliteStore(Store):
         return await self._listeners.wait(connection, timeout)
 
     async def record_submits(self, reports: Sequence[SubmitReport]) -> None:
-        _check_reports(reports)
+        check_reports(reports)
         if reports:
             await self._run(self._engine.record_submits, list(reports))
 

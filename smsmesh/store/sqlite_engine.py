@@ -494,7 +494,7 @@ class Engine:
                 report.command_status,
                 attempts,
                 mid,
-            ),  # fmt: skip
+            ),
         )
         tx.event(mid, report.at, "requeued", None, report.connection, detail)
 
