@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +39,13 @@ class Child:
     restarts: int = 0
     started_at: float = 0.0
     env: dict[str, str] = field(default_factory=dict)
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _smsmesh(*args: str) -> list[str]:
@@ -79,6 +88,9 @@ class LocalGateway:
         self.resources: ResourceSet = load_folder(self.folder)
         self.children: list[Child] = []
         self._stopping = False
+        # /metrics needs a bearer token; locally one is made up and shown in the banner.
+        self.metrics_token = os.environ.get("SMSMESH_METRICS_TOKEN") or secrets.token_urlsafe(16)
+        self.metrics_ports: dict[str, int] = {}
 
     @property
     def url(self) -> str:
@@ -94,15 +106,25 @@ class LocalGateway:
             )
             for name, sim in sorted(self.resources.simulators.items())
         ]
-        connectors = [
-            Child(
-                name=f"connector/{name}",
-                argv=_smsmesh(
-                    "connector", *common, "--connection", name, "--store", self.store_url
-                ),
+        connectors = []
+        for name in sorted(self.resources.connections):
+            # Each connector serves /metrics on a port of its own.
+            self.metrics_ports[name] = port = free_port(self.host)
+            connectors.append(
+                Child(
+                    name=f"connector/{name}",
+                    argv=_smsmesh(
+                        "connector",
+                        *common,
+                        "--connection",
+                        name,
+                        "--store",
+                        self.store_url,
+                        "--metrics-port",
+                        str(port),
+                    ),
+                )
             )
-            for name in sorted(self.resources.connections)
-        ]
         router = Child(
             name="router",
             argv=_smsmesh(
@@ -120,7 +142,12 @@ class LocalGateway:
         return simulators, connectors, router
 
     async def _spawn(self, child: Child) -> None:
-        env = {**os.environ, **child.env, "SMSMESH_PROCESS": child.name}
+        env = {
+            **os.environ,
+            **child.env,
+            "SMSMESH_PROCESS": child.name,
+            "SMSMESH_METRICS_TOKEN": self.metrics_token,
+        }
         child.process = await asyncio.create_subprocess_exec(
             *child.argv, env=env, start_new_session=True
         )
@@ -188,7 +215,10 @@ class LocalGateway:
         for name, sim in sorted(self.resources.simulators.items()):
             lines.append(f"  simulator:   {name} on {sim.spec.host}:{sim.spec.port}")
         for name in sorted(self.resources.connections):
-            lines.append(f"  connector:   {name}")
+            port = self.metrics_ports.get(name)
+            lines.append(f"  connector:   {name} (metrics http://{self.host}:{port}/metrics)")
+        lines.append(f"  console:     {self.url}/console")
+        lines.append(f"  metrics:     {self.url}/metrics, token: {self.metrics_token}")
         key, app = self._first_api_key()
         if key:
             lines += [
