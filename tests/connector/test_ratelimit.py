@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from smsmesh_connector.ratelimit import RateLimiter
@@ -41,7 +43,7 @@ async def test_sends_are_evenly_spaced_not_bursty() -> None:
     clock = ManualClock()
     limiter = RateLimiter(100.0, clock=clock, sleep=clock.sleep)
     times = await send_times(limiter, clock, 1000)
-    gaps = {round(b - a, 9) for a, b in zip(times, times[1:], strict=False)}
+    gaps = {round(b - a, 9) for a, b in itertools.pairwise(times)}
     assert gaps == {0.01}
 
 
