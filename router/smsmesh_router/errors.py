@@ -6,6 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
+from smsmesh.store import StoreError
+
 
 class ApiError(Exception):
     """An error the client can act on; `code` is stable, `message` is for humans."""
@@ -34,6 +36,14 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return response
     except ApiError as exc:
         return exc.response()
+    except StoreError:
+        # Nothing was accepted: say so plainly, so the client retries (with its
+        # Idempotency-Key) instead of guessing from a bare 500.
+        return web.json_response(
+            {"error": "store_unavailable", "message": "the message store is unavailable"},
+            status=503,
+            headers={"Retry-After": "1"},
+        )
     except web.HTTPException as exc:
         if exc.status >= 400:
             code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(

@@ -212,3 +212,12 @@ async def test_health_endpoints_need_no_key(client: Client) -> None:
     response = await client.get("/readyz")
     assert response.status == 200
     assert (await response.json())["status"] == "ready"
+
+
+async def test_an_unavailable_store_is_a_503_with_a_reason_never_an_accept(
+    client: Client, store: SqliteStore
+) -> None:
+    await store.close()
+    status, body, headers = await post(client, {"to": "+31612345678", "text": "x"})
+    assert (status, body["error"]) == (503, "store_unavailable")
+    assert headers["Retry-After"] == "1"
