@@ -42,6 +42,8 @@ import aiohttp
 from aiohttp import web
 
 API_KEY = "bench-key"
+STORE_URL: str | None = None  # --store: e.g. PostgreSQL; default SQLite per run
+ROUTERS = 1  # --routers
 
 
 def free_port() -> int:
@@ -93,6 +95,7 @@ def _simulator_main(port: int, options: dict[str, Any], pipe: Connection) -> Non
         loop.add_reader(pipe.fileno(), on_command)
         await stop.wait()
         loop.remove_reader(pipe.fileno())
+        os.set_blocking(pipe.fileno(), True)  # the event loop made it non-blocking
         arrivals = [(r.text, r.at) for r in sim.received if r.command_status == 0]
         await sim.stop()
         pipe.send(
@@ -187,11 +190,16 @@ class Gateway:
     ) -> None:
         self.workdir = workdir
         self.env = {**os.environ, **(env or {})}
-        self.port = free_port()
+        self.ports = [free_port() for _ in range(ROUTERS)]
+        self.port = self.ports[0]
         folder = workdir / "resources"
         folder.mkdir(parents=True)
         (folder / "resources.yaml").write_text(resources(sim_port, hook_url, tps, window))
-        store = f"sqlite:///{workdir / 'smsmesh.db'}{store_options}"
+        if STORE_URL:  # a fresh schema per run, so runs do not see each other's messages
+            sep = "&" if "?" in STORE_URL else "?"
+            store = f"{STORE_URL}{sep}schema=bench_{os.urandom(6).hex()}"
+        else:
+            store = f"sqlite:///{workdir / 'smsmesh.db'}{store_options}"
         exe = [sys.executable, "-m", "smsmesh", "--log-level", "WARNING"]
         self.argv = {
             "connector": [
@@ -204,7 +212,9 @@ class Gateway:
                 "--store",
                 store,
             ],
-            "router": [
+        }
+        for n, port in enumerate(self.ports):
+            self.argv[f"router-{n}" if n else "router"] = [
                 *exe,
                 "router",
                 "--resources",
@@ -212,17 +222,20 @@ class Gateway:
                 "--store",
                 store,
                 "--port",
-                str(self.port),
-            ],
-        }
+                str(port),
+            ]
         self.procs: dict[str, asyncio.subprocess.Process] = {}
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
+
     async def start(self) -> None:
-        for name in ("connector", "router"):
+        for name in self.argv:
             log = (self.workdir / f"{name}.log").open("wb")
             self.procs[name] = await asyncio.create_subprocess_exec(
                 *self.argv[name], stdout=log, stderr=log, env=self.env
@@ -354,6 +367,7 @@ end
 
 async def wrk_load(url: str, seconds: float, connections: int, workdir: Path) -> dict[str, Any]:
     """Drive the router with wrk (C, one thread): the load generator takes little CPU."""
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT % API_KEY)
     proc = await asyncio.create_subprocess_exec(
@@ -397,7 +411,17 @@ async def run_wrk_gateway(
         cpu_before = gateway.cpu_seconds()
         try:
             t0 = time.time()
-            load = await wrk_load(gateway.url, seconds, connections, Path(tmp))
+            loads = await asyncio.gather(
+                *(
+                    wrk_load(url, seconds, connections // len(gateway.urls), Path(tmp) / str(n))
+                    for n, url in enumerate(gateway.urls)
+                )
+            )
+            load = {
+                "requests": sum(x["requests"] for x in loads),
+                "non_2xx": sum(x["non_2xx"] for x in loads),
+                "latency": loads[0]["latency"],
+            }
             t_accepted = time.time()
             accepted = load["requests"] - load["non_2xx"]
             await wait_drained(sim, accepted)
@@ -759,7 +783,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["tracing"], help="run only this scenario")
     parser.add_argument("--tracing-rounds", type=int, default=2, help="tracing scenario rounds")
     parser.add_argument("--output", type=Path, default=Path("bench/results.json"))
+    parser.add_argument(
+        "--store", default=None, help="store URL (default: a fresh SQLite file per run)"
+    )
+    parser.add_argument("--routers", type=int, default=1, help="router processes")
     args = parser.parse_args(argv)
+    global STORE_URL, ROUTERS
+    STORE_URL, ROUTERS = args.store, args.routers
     if shutil.which("smsmesh", path=str(Path(sys.executable).parent)) is None:
         print("run inside the project's venv (make bench)", file=sys.stderr)
         return 2
