@@ -52,6 +52,7 @@ def _cmd_router(args: argparse.Namespace) -> int:
         port=args.port,
         webhooks=not args.no_webhooks,
         kube_snapshot=args.kube_snapshot,
+        retention_days=args.retention_days or None,
     )
     return runtime.run(lambda stop: serve(settings, stop))
 
@@ -184,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     router.add_argument("--host", default="127.0.0.1")
     router.add_argument("--port", type=int, default=8080)
     router.add_argument("--no-webhooks", action="store_true", help="do not deliver webhooks")
+    router.add_argument(
+        "--retention-days",
+        type=float,
+        default=float(os.environ.get("SMSMESH_RETENTION_DAYS", "30")),
+        help="purge messages finished longer ago than this (PostgreSQL; 0 keeps all)",
+    )
     router.set_defaults(func=_cmd_router)
 
     connector = sub.add_parser("connector", help="run the connector of one SmppConnection")

@@ -45,6 +45,7 @@ class RouterSettings:
     webhooks: bool = True
     sweeper_interval: float = 5.0
     receipt_grace: float = 3600.0
+    retention_days: float | None = 30.0  # finished messages older than this are purged
     # "NAMESPACE/CONFIGMAP": follow the operator's routing snapshot (and the Secret
     # "<CONFIGMAP>-keys") instead of reading `resources`.
     kube_snapshot: str | None = None
@@ -135,7 +136,12 @@ class Router:
         else:
             self.reloader = FolderReloader(settings.resources, apply)
             self.reloader.start()
-        self.sweeper = ExpirySweeper(self.store, settings.sweeper_interval, settings.receipt_grace)
+        self.sweeper = ExpirySweeper(
+            self.store,
+            settings.sweeper_interval,
+            settings.receipt_grace,
+            settings.retention_days * 86400 if settings.retention_days else None,
+        )
         self.sweeper.start()
         if settings.webhooks:
             self.webhooks = WebhookDispatcher(self.store)

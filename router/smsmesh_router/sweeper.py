@@ -19,13 +19,27 @@ from smsmesh.telemetry import metrics
 log = logging.getLogger(__name__)
 
 
+RETENTION_INTERVAL = 600.0  # seconds between retention passes
+
+
 class ExpirySweeper:
-    def __init__(self, store: Store, interval: float = 5.0, receipt_grace: float = 3600.0) -> None:
+    """Expires what outlived its validity; with `retention`, also purges old history."""
+
+    def __init__(
+        self,
+        store: Store,
+        interval: float = 5.0,
+        receipt_grace: float = 3600.0,
+        retention: float | None = None,
+    ) -> None:
         self._store = store
         self._interval = interval
         self._receipt_grace = receipt_grace
+        self._retention = retention
+        self._last_retention = 0.0
         self._task: asyncio.Task[None] | None = None
         self.expired_total = 0
+        self.purged_total = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="expiry-sweeper")
@@ -44,10 +58,24 @@ class ExpirySweeper:
         metrics.MESSAGES_EXPIRED.inc(expired)
         return expired
 
+    async def retain(self, now: float | None = None) -> int:
+        """Purge messages that ended more than `retention` seconds ago (0 without one)."""
+        if self._retention is None:
+            return 0
+        now = time.time() if now is None else now
+        purged = await self._store.purge_finished(now - self._retention)
+        if purged:
+            log.info("retention: removed %d finished messages and records", purged)
+        self.purged_total += purged
+        return purged
+
     async def _run(self) -> None:
         while True:
             try:
                 await self.sweep()
+                if time.monotonic() - self._last_retention >= RETENTION_INTERVAL:
+                    self._last_retention = time.monotonic()
+                    await self.retain()
             except Exception:
                 log.exception("expiry sweep failed; will retry")
             await asyncio.sleep(self._interval)
