@@ -242,6 +242,10 @@ class Gateway:
             )
         async with asyncio.timeout(30), aiohttp.ClientSession() as session:
             while True:
+                for name, proc in self.procs.items():
+                    if proc.returncode is not None:
+                        log_text = (self.workdir / f"{name}.log").read_text()[-2000:]
+                        raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_text}")
                 try:
                     async with session.get(f"{self.url}/readyz") as r:
                         if r.status == 200:
