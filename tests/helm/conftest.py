@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,44 +44,27 @@ def _load_k8s_conftest() -> object:
 _k8s = _load_k8s_conftest()
 kube_binaries = _k8s.kube_binaries  # type: ignore[attr-defined]
 kube_apiserver = _k8s.kube_apiserver  # type: ignore[attr-defined]
+run_script = _k8s.run_script  # type: ignore[attr-defined]
+last_lines = _k8s.last_lines  # type: ignore[attr-defined]
 
 _HELM = pytest.StashKey["Path | str"]()
-
-
-def _run_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run hack/helm.sh; on timeout kill its whole process group (go and its compilers)."""
-    proc = subprocess.Popen(
-        [str(HELM_SCRIPT), *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=CHECK_TIMEOUT_S)
-        raise
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _locate_or_install() -> Path | str:
     """The helm binary, installing it if needed; or the reason to skip."""
     if os.environ.get("SMSMESH_SKIP_HELM") == "1":
         return "SMSMESH_SKIP_HELM=1 is set: not installing helm"
-    check = _run_script("--check", timeout=CHECK_TIMEOUT_S)
+    check = run_script(HELM_SCRIPT, "--check", timeout=CHECK_TIMEOUT_S)
     if check.returncode == 0:
         return Path(check.stdout.strip())
     if shutil.which("go") is None:
         return "helm is not installed yet and Go is not installed, so hack/helm.sh cannot build it"
     try:
-        install = _run_script(timeout=INSTALL_TIMEOUT_S)
+        install = run_script(HELM_SCRIPT, timeout=INSTALL_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return f"hack/helm.sh did not finish within {INSTALL_TIMEOUT_S:.0f} s"
     if install.returncode != 0:
-        tail = "\n".join(install.stderr.strip().splitlines()[-8:])
+        tail = last_lines(install.stderr)
         return f"hack/helm.sh failed (exit {install.returncode}):\n{tail}"
     return Path(install.stdout.strip().splitlines()[-1])
 

@@ -36,14 +36,15 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _last_lines(text: str, count: int = 8) -> str:
+def last_lines(text: str, count: int = 8) -> str:
     return "\n".join(text.strip().splitlines()[-count:])
 
 
-def _run_build_script(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run hack/build-kube.sh; on timeout kill its whole process group (go and its compilers)."""
+def run_script(script: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a hack/ build script; on timeout kill its whole process group (go and its
+    compilers). tests/helm uses it for hack/helm.sh too."""
     proc = subprocess.Popen(
-        [str(BUILD_SCRIPT), *args],
+        [str(script), *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -63,7 +64,7 @@ def _locate_or_build() -> Path | str:
     """The bin directory, building it if needed; or a one-paragraph reason to skip."""
     if os.environ.get("SMSMESH_SKIP_KUBE") == "1":
         return "SMSMESH_SKIP_KUBE=1 is set: not building or starting kube-apiserver/etcd"
-    check = _run_build_script("--check", timeout=CHECK_TIMEOUT_S)
+    check = run_script(BUILD_SCRIPT, "--check", timeout=CHECK_TIMEOUT_S)
     if check.returncode == 0:
         return Path(check.stdout.strip())
     if shutil.which("go") is None:
@@ -72,11 +73,11 @@ def _locate_or_build() -> Path | str:
             f"so {BUILD_SCRIPT.relative_to(HERE.parents[1])} cannot build them"
         )
     try:
-        build = _run_build_script(timeout=BUILD_TIMEOUT_S)
+        build = run_script(BUILD_SCRIPT, timeout=BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return f"hack/build-kube.sh did not finish within {BUILD_TIMEOUT_S:.0f} s"
     if build.returncode != 0:
-        return f"hack/build-kube.sh failed (exit {build.returncode}):\n{_last_lines(build.stderr)}"
+        return f"hack/build-kube.sh failed (exit {build.returncode}):\n{last_lines(build.stderr)}"
     return Path(build.stdout.strip().splitlines()[-1])
 
 
