@@ -9,11 +9,12 @@ Without it those cases are skipped, and one line at the end of the run says so.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from storekit import BACKENDS, POSTGRES_SKIP_REASON, POSTGRES_URL, Backend
+from storekit import BACKENDS, POSTGRES_SKIP_REASON, POSTGRES_URL, Backend, spawned
 
 from smsmesh.store import Store
 
@@ -37,3 +38,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     skipped = terminalreporter.stats.get("skipped", [])
     if POSTGRES_URL is None and any(POSTGRES_SKIP_REASON in str(r.longrepr) for r in skipped):
         terminalreporter.write_line(POSTGRES_SKIP_REASON, yellow=True)
+
+
+@pytest.fixture(autouse=True)
+async def _reap_workers() -> AsyncIterator[None]:
+    """Kill and reap worker processes a failing test left behind."""
+    yield
+    while spawned:
+        proc = spawned.pop()
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.wait_for(proc.communicate(), 30)

@@ -7,8 +7,10 @@ the wall clock except the ones about waiting.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
+import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -195,3 +197,29 @@ def kinds(rec: MessageRecord) -> list[str]:
 async def all_webhooks(store: Store, now: float = T0 + 10_000) -> list[Any]:
     """Every webhook job due by `now` (leased for a long time so each comes once)."""
     return await store.claim_webhooks(1000, now, 3600)
+
+
+# -- worker processes (tests of several OS processes on one store) ---------------------------
+
+WORKER = str(Path(__file__).with_name("store_worker.py"))
+spawned: list[asyncio.subprocess.Process] = []  # reaped after each test by conftest
+
+
+async def run_worker(*args: str) -> asyncio.subprocess.Process:
+    """Start tests/store/store_worker.py with `args`, its output piped."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        WORKER,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    spawned.append(proc)
+    return proc
+
+
+async def finish(proc: asyncio.subprocess.Process, limit: float = 60) -> str:
+    """Wait for a worker; it must exit 0; its standard output."""
+    out, err = await asyncio.wait_for(proc.communicate(), limit)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,9 +26,11 @@ from storekit import (
     Backend,
     accept_one,
     claim_ids,
+    finish,
     new_message,
     receipt,
     record,
+    run_worker,
     submit_new,
     submitted,
     with_query,
@@ -46,7 +47,6 @@ from smsmesh.store.postgres import migrate as migrate_postgres  # noqa: E402
 from smsmesh.store.postgres_config import redact_url  # noqa: E402
 from smsmesh.store.postgres_listen import channel_name  # noqa: E402
 
-WORKER = str(Path(__file__).with_name("store_worker.py"))
 HACK = Path(__file__).resolve().parents[2] / "hack" / "postgres.sh"
 SECRET = "s3cr3t-pw"
 
@@ -169,37 +169,6 @@ async def in_schema(backend: Backend, query: str, *args: Any) -> Any:
 def pg_store(store: Store) -> PostgresStore:
     assert isinstance(store, PostgresStore)
     return store
-
-
-_spawned: list[asyncio.subprocess.Process] = []
-
-
-@pytest.fixture(autouse=True)
-async def _reap_workers() -> AsyncIterator[None]:
-    yield
-    while _spawned:
-        proc = _spawned.pop()
-        if proc.returncode is None:
-            proc.kill()
-            await asyncio.wait_for(proc.communicate(), 30)
-
-
-async def run_worker(*args: str) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        WORKER,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _spawned.append(proc)
-    return proc
-
-
-async def finish(proc: asyncio.subprocess.Process, limit: float = 60) -> str:
-    out, err = await asyncio.wait_for(proc.communicate(), limit)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
 
 
 async def test_processes_accepting_and_claiming_lose_and_duplicate_nothing(

@@ -8,19 +8,16 @@ import os
 import signal
 import socket
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from storekit import CONN, T0, new_message, receipt, record, submit_new
+from storekit import CONN, T0, finish, new_message, receipt, record, run_worker, submit_new
 
 from smsmesh.model import MessageStatus, NewMessage
 from smsmesh.store import SqliteStore, StoreError, open_store
 from smsmesh.store.wakeup import socket_path
-
-WORKER = str(Path(__file__).with_name("store_worker.py"))
 
 
 @pytest.fixture
@@ -205,38 +202,6 @@ async def test_ambiguous_ids_follow_the_convention_the_connection_showed(
 # -- several processes on one file ----------------------------------------------------------
 
 
-_spawned: list[asyncio.subprocess.Process] = []
-
-
-@pytest.fixture(autouse=True)
-async def _reap_workers() -> AsyncIterator[None]:
-    """Kill and reap worker processes a failing test left behind."""
-    yield
-    while _spawned:
-        proc = _spawned.pop()
-        if proc.returncode is None:
-            proc.kill()
-            await asyncio.wait_for(proc.communicate(), 30)
-
-
-async def _run_worker(*args: str) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        WORKER,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _spawned.append(proc)
-    return proc
-
-
-async def _finish(proc: asyncio.subprocess.Process, limit: float = 60) -> str:
-    out, err = await asyncio.wait_for(proc.communicate(), limit)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
-
-
 @pytest.mark.slow
 async def test_processes_accepting_and_claiming_lose_and_duplicate_nothing(
     tmp_path: Path,
@@ -244,12 +209,12 @@ async def test_processes_accepting_and_claiming_lose_and_duplicate_nothing(
     db = str(tmp_path / "shared.db")  # nobody has created it: the processes race to
     marker = str(tmp_path / "producers-done")
     count = 1500
-    claimers = [await _run_worker("claim", db, CONN, marker, "60") for _ in range(2)]
-    producers = [await _run_worker("accept", db, CONN, p, str(count), "50") for p in "ab"]
+    claimers = [await run_worker("claim", db, CONN, marker, "60") for _ in range(2)]
+    producers = [await run_worker("accept", db, CONN, p, str(count), "50") for p in "ab"]
     for proc in producers:
-        assert (await _finish(proc)).strip() == "done"
+        assert (await finish(proc)).strip() == "done"
     _touch(marker)
-    claimed = [line for proc in claimers for line in (await _finish(proc)).split()]
+    claimed = [line for proc in claimers for line in (await finish(proc)).split()]
 
     expected = {f"{p}-{n}" for p in "ab" for n in range(count)}
     assert len(claimed) == len(set(claimed)), "a message was claimed twice"
@@ -270,11 +235,11 @@ async def test_wait_for_work_wakes_on_accept_in_another_process(tmp_path: Path) 
         await connector.recover(CONN)  # listening from here on
         assert await connector.wait_for_work(CONN, 0.2) is False
         started = time.monotonic()
-        producer = await _run_worker("accept", str(db), CONN, "w", "1", "1")
+        producer = await run_worker("accept", str(db), CONN, "w", "1", "1")
         assert await connector.wait_for_work(CONN, 30) is True
         woke_after = time.monotonic() - started
         assert [m.id for m in await connector.claim(CONN, 10, time.time())] == ["w-0"]
-        await _finish(producer)
+        await finish(producer)
         # Well under the 30 s timeout: the process start-up dominates this figure.
         assert woke_after < 10, woke_after
     finally:
@@ -285,7 +250,7 @@ async def test_wait_for_work_wakes_on_accept_in_another_process(tmp_path: Path) 
 async def test_kill_9_mid_stream_leaves_a_consistent_database(tmp_path: Path) -> None:
     db = tmp_path / "crash.db"
     batch = 50
-    writer = await _run_worker("writer", str(db), CONN, "k", str(batch))
+    writer = await run_worker("writer", str(db), CONN, "k", str(batch))
     assert writer.stdout is not None
     committed = 0
     try:
