@@ -21,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from smsmesh.model import MessageStatus, Receipt, ReceiptMatch, ReceiptState
 from smsmesh.smpp.receipt import id_candidates
@@ -35,6 +35,7 @@ from smsmesh.store.rules import (
     match_mode,
     match_quality,
     public_status,
+    receipt_detail,
 )
 
 if TYPE_CHECKING:
@@ -186,17 +187,7 @@ def apply_receipt(
     part.error_code = receipt.error_code
     part.updated_at = receipt.at
     changes.put_part(part)
-    detail: dict[str, Any] = {
-        "part": part.part,
-        "state": receipt.state.value,
-        "smsc_id": receipt.smsc_message_id,
-    }
-    if receipt.error_code:
-        detail["error_code"] = receipt.error_code
-    if receipt.raw:
-        detail["raw"] = receipt.raw
-    if late:
-        detail["arrived_before_submit"] = True
+    detail = receipt_detail(part.part, receipt, late=late)
     changes.event(msg.id, receipt.at, "receipt", None, receipt.connection, detail)
     if msg.state != State.SUBMITTED or not receipt.state.is_final:
         return public_status(msg.state)

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from smsmesh.model import MessageStatus, NewMessage, ReceiptState, SubmitOutcome, SubmitReport
+from smsmesh.model import (
+    MessageStatus,
+    NewMessage,
+    Receipt,
+    ReceiptState,
+    SubmitOutcome,
+    SubmitReport,
+)
 from smsmesh.smpp.receipt import id_candidates
 
 
@@ -173,3 +180,19 @@ def check_reports(reports: Sequence[SubmitReport]) -> None:
                 f"record_submits: SUBMITTED report for {r.message_id} needs one non-empty "
                 "smsc message id per part"
             )
+
+
+def receipt_detail(part: int, receipt: Receipt, *, late: bool) -> dict[str, Any]:
+    """The timeline detail of a receipt applied to a part (same on every backend)."""
+    detail: dict[str, Any] = {
+        "part": part,
+        "state": receipt.state.value,
+        "smsc_id": receipt.smsc_message_id,
+    }
+    if receipt.error_code:
+        detail["error_code"] = receipt.error_code
+    if receipt.raw:
+        detail["raw"] = receipt.raw
+    if late:
+        detail["arrived_before_submit"] = True
+    return detail

@@ -27,6 +27,7 @@ from smsmesh.store.rules import (
     match_mode,
     match_quality,
     public_status,
+    receipt_detail,
 )
 from smsmesh.store.sqlite_tx import Tx, finalize, qmarks
 
@@ -115,17 +116,7 @@ class ReceiptCorrelator:
             "WHERE message_id = ? AND part = ?",
             (receipt.state.value, receipt.error_code, receipt.at, message_id, part),
         )
-        detail: dict[str, Any] = {
-            "part": part,
-            "state": receipt.state.value,
-            "smsc_id": receipt.smsc_message_id,
-        }
-        if receipt.error_code:
-            detail["error_code"] = receipt.error_code
-        if receipt.raw:
-            detail["raw"] = receipt.raw
-        if late:
-            detail["arrived_before_submit"] = True
+        detail = receipt_detail(part, receipt, late=late)
         tx.event(message_id, receipt.at, "receipt", None, receipt.connection, detail)
         if message_state != State.SUBMITTED or not receipt.state.is_final:
             return public_status(message_state)
