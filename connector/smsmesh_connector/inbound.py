@@ -138,6 +138,17 @@ class InboundHandler:
             self._receipt_span(match, started)
         return OK
 
+    def _deliver_sm_attributes(self) -> dict[str, str | int]:
+        """What every span about a deliver_sm from this bind says (messaging conventions)."""
+        return {
+            tracing.MESSAGING_SYSTEM: "smpp",
+            tracing.MESSAGING_OPERATION_TYPE: "receive",
+            tracing.MESSAGING_OPERATION_NAME: "deliver_sm",
+            tracing.MESSAGING_DESTINATION: self._name,
+            tracing.SERVER_ADDRESS: self._settings.host,
+            tracing.SERVER_PORT: self._settings.port,
+        }
+
     def _receipt_span(self, match: ReceiptMatch, started: int) -> None:
         """The receipt as a span of a new trace, linked to the submit span it answers.
 
@@ -147,12 +158,7 @@ class InboundHandler:
         """
         receipt = match.receipt
         attributes: dict[str, str | int] = {
-            tracing.MESSAGING_SYSTEM: "smpp",
-            tracing.MESSAGING_OPERATION_TYPE: "receive",
-            tracing.MESSAGING_OPERATION_NAME: "deliver_sm",
-            tracing.MESSAGING_DESTINATION: self._name,
-            tracing.SERVER_ADDRESS: self._settings.host,
-            tracing.SERVER_PORT: self._settings.port,
+            **self._deliver_sm_attributes(),
             "smpp.message_id": receipt.smsc_message_id,
             "smsmesh.receipt.state": receipt.state.value,
             "smsmesh.receipt.matched": match.message_id is not None,
@@ -185,12 +191,7 @@ class InboundHandler:
             kind=SpanKind.CONSUMER,
             attributes={
                 **tracing.message_attributes(message_id),
-                tracing.MESSAGING_SYSTEM: "smpp",
-                tracing.MESSAGING_OPERATION_TYPE: "receive",
-                tracing.MESSAGING_OPERATION_NAME: "deliver_sm",
-                tracing.MESSAGING_DESTINATION: self._name,
-                tracing.SERVER_ADDRESS: self._settings.host,
-                tracing.SERVER_PORT: self._settings.port,
+                **self._deliver_sm_attributes(),
                 **({tracing.APPLICATION: application} if application else {}),
             },
         ) as span:
