@@ -141,10 +141,7 @@ class InboundHandler:
     def _deliver_sm_attributes(self) -> dict[str, str | int]:
         """What every span about a deliver_sm from this bind says (messaging conventions)."""
         return {
-            tracing.MESSAGING_SYSTEM: "smpp",
-            tracing.MESSAGING_OPERATION_TYPE: "receive",
-            tracing.MESSAGING_OPERATION_NAME: "deliver_sm",
-            tracing.MESSAGING_DESTINATION: self._name,
+            **tracing.messaging_attributes("smpp", "receive", "deliver_sm", self._name),
             tracing.SERVER_ADDRESS: self._settings.host,
             tracing.SERVER_PORT: self._settings.port,
         }

@@ -246,10 +246,7 @@ class Submitter:
             kind=SpanKind.CONSUMER,
             attributes={
                 **tracing.message_attributes(message.id),
-                tracing.MESSAGING_SYSTEM: "smsmesh",
-                tracing.MESSAGING_OPERATION_TYPE: "process",
-                tracing.MESSAGING_OPERATION_NAME: "dispatch",
-                tracing.MESSAGING_DESTINATION: self._name,
+                **tracing.messaging_attributes("smsmesh", "process", "dispatch", self._name),
                 "smsmesh.attempt": message.attempts + 1,
             },
             record_exception=False,
@@ -356,10 +353,7 @@ class Submitter:
             kind=SpanKind.CLIENT,
             attributes={
                 **tracing.message_attributes(message.id),
-                tracing.MESSAGING_SYSTEM: "smpp",
-                tracing.MESSAGING_OPERATION_TYPE: "send",
-                tracing.MESSAGING_OPERATION_NAME: "submit_sm",
-                tracing.MESSAGING_DESTINATION: self._name,
+                **tracing.messaging_attributes("smpp", "send", "submit_sm", self._name),
                 tracing.SERVER_ADDRESS: settings.host,
                 tracing.SERVER_PORT: settings.port,
                 "smsmesh.part": part,

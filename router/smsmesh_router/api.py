@@ -248,10 +248,7 @@ class MessagesApi:
             kind=SpanKind.PRODUCER,
             attributes={
                 **tracing.message_attributes(message_id),
-                tracing.MESSAGING_SYSTEM: "smsmesh",
-                tracing.MESSAGING_OPERATION_TYPE: "send",
-                tracing.MESSAGING_OPERATION_NAME: "accept",
-                tracing.MESSAGING_DESTINATION: decision.targets[0],
+                **tracing.messaging_attributes("smsmesh", "send", "accept", decision.targets[0]),
                 tracing.ROUTE: decision.route,
                 tracing.APPLICATION: app.name,
             },

@@ -213,6 +213,18 @@ def submitted_at(carrier: Mapping[str, str] | None) -> float | None:
         return None
 
 
+def messaging_attributes(
+    system: str, operation_type: str, operation: str, destination: str
+) -> dict[str, str | int]:
+    """OpenTelemetry messaging attributes: which system, what kind of step, which queue."""
+    return {
+        MESSAGING_SYSTEM: system,
+        MESSAGING_OPERATION_TYPE: operation_type,
+        MESSAGING_OPERATION_NAME: operation,
+        MESSAGING_DESTINATION: destination,
+    }
+
+
 def message_attributes(message_id: str) -> dict[str, str]:
     """The two attributes every span about a message carries, so one query finds them all."""
     return {MESSAGE_ID: message_id, MESSAGING_MESSAGE_ID: message_id}
