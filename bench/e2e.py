@@ -30,7 +30,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -41,16 +40,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from smsmesh.local import free_port
+
 API_KEY = "bench-key"
 STORE_URL: str | None = None  # --store: e.g. PostgreSQL; default SQLite per run
 ROUTERS = 1  # --routers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -41,7 +41,8 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that was free a moment ago (tests and benchmarks use it too)."""
     with socket.socket() as s:
         s.bind((host, 0))
         port: int = s.getsockname()[1]

@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from smsmesh.local import free_port
 from smsmesh.model import NewMessage, new_message_id
 from smsmesh.store import SqliteStore
 
@@ -51,12 +52,6 @@ settings = SimulatorSettings(port={port}, receipt_delay=0, window={window})
 runtime.setup_logging("WARNING")
 raise SystemExit(runtime.run(lambda stop: serve(settings, stop)))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:

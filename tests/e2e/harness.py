@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -22,16 +21,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from smsmesh.local import free_port
 from smsmesh.simulator.server import Simulator
 
 API_KEY = "e2e-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -23,8 +23,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import aiohttp
 import pytest
 
+from smsmesh.local import free_port
 from smsmesh.simulator.server import Simulator
-from tests.e2e.harness import API_KEY, Hook, WebhookReceiver, free_port
+from tests.e2e.harness import API_KEY, Hook, WebhookReceiver
 
 POSTGRES_URL = os.environ.get("SMSMESH_TEST_POSTGRES_URL") or None
 HACK = Path(__file__).resolve().parents[2] / "hack" / "postgres.sh"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import ssl
 import subprocess
 import time
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kube_pki import ADMIN_USER, UNPRIVILEGED_USER, Pki, generate_pki
+
+from smsmesh.local import free_port
 
 LOOPBACK = "127.0.0.1"
 ETCD_READY_TIMEOUT_S = 30.0
@@ -105,14 +106,6 @@ class KubeApiserver:
         path.write_text(json.dumps(config, indent=2))
         path.chmod(0o600)
         return path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _log_tail(log: Path, lines: int = 25) -> str:

@@ -32,8 +32,9 @@ from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
-from kube_cluster import KubeApiserver, free_port
+from kube_cluster import KubeApiserver
 
+from smsmesh.local import free_port
 from smsmesh_operator import rbac
 
 REPO = Path(__file__).resolve().parents[2]

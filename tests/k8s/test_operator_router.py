@@ -30,7 +30,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from kube_cluster import KubeApiserver, free_port
+from kube_cluster import KubeApiserver
 from opkit import (
     REPO,
     Api,
@@ -49,6 +49,7 @@ from opkit import (
     service_account_with_rules,
 )
 
+from smsmesh.local import free_port
 from smsmesh.simulator.server import Simulator
 from smsmesh_operator import children, names, rbac
 from smsmesh_operator.digests import digest

@@ -12,22 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from smsmesh.local import free_port
 from smsmesh.smpp import BindType, DeliverSm, Pdu, SubmitSm, bind, connect, make_response
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def wait_listening(port: int, timeout: float) -> None:
