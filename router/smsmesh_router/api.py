@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from yarl import URL
 
 from smsmesh.addresses import AddressError, classify_sender, parse_destination
 from smsmesh.batching import Batcher
@@ -52,6 +53,21 @@ class SendRequest(BaseModel):
     client_ref: Annotated[str | None, Field(max_length=128)] = None
     priority: Literal["bulk", "normal", "high"] = "normal"
     validity_seconds: Annotated[int | None, Field(ge=60, le=7 * 86400)] = None
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_is_a_url(cls, value: str | None) -> str | None:
+        """Refuse now what the webhook dispatcher could never call (no host, bad port)."""
+        if value is None:
+            return None
+        try:
+            url = URL(value)
+            port = url.port
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL: {exc}") from None
+        if not url.host or not port:
+            raise ValueError("not a valid URL: it needs a host and a port above 0")
+        return value
 
 
 _PRIORITIES = {"bulk": Priority.BULK, "normal": Priority.NORMAL, "high": Priority.HIGH}

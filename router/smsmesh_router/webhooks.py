@@ -47,6 +47,21 @@ def retry_delay(policy: WebhookPolicy, failed_attempts: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+def _url_attributes(url: str) -> dict[str, str | int]:
+    """The receiver's address for the span; never the query, it may hold a secret."""
+    try:
+        parsed = URL(url)
+        port = parsed.port
+    except ValueError:
+        return {}  # the attempt itself fails and is recorded as such
+    attributes: dict[str, str | int] = {"url.scheme": parsed.scheme, "url.path": parsed.path}
+    if parsed.host:
+        attributes[tracing.SERVER_ADDRESS] = parsed.host
+    if port:
+        attributes[tracing.SERVER_PORT] = port
+    return attributes
+
+
 def is_permanent(status: int) -> bool:
     """A receiver that answers 410 Gone asks us to stop; everything else is worth retrying."""
     return status == 410
@@ -118,20 +133,14 @@ class WebhookDispatcher:
         """One attempt, as a CLIENT span in the message's trace (its context was stored
         with the job); the request carries that span's `traceparent` to the application."""
         kind = job.kind.value
-        url = URL(job.url)
         attributes: dict[str, str | int] = {
             **tracing.message_attributes(job.message_id),
             "http.request.method": "POST",
-            "url.scheme": url.scheme,
-            "url.path": url.path,  # never the query: it may hold the receiver's secret
             "smsmesh.webhook.kind": kind,
             "smsmesh.webhook.delivery": job.id,
             "smsmesh.webhook.attempt": job.attempts + 1,
+            **_url_attributes(job.url),
         }
-        if url.host:
-            attributes[tracing.SERVER_ADDRESS] = url.host
-        if url.port:
-            attributes[tracing.SERVER_PORT] = url.port
         started = time.perf_counter()
         with tracing.tracer().start_as_current_span(
             f"webhook {kind}",
@@ -178,6 +187,12 @@ class WebhookDispatcher:
                 tracing.fail(span, str(status))
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            tracing.fail(span, type(exc).__name__)
+        except Exception as exc:
+            # Whatever went wrong, the attempt's outcome must be written: an unrecorded
+            # attempt would hold the job until its lease ran out (a minute by default).
+            log.exception("webhook %s for message %s: unexpected error", job.id, job.message_id)
+            error = type(exc).__name__
             tracing.fail(span, type(exc).__name__)
         self.failed_attempts += 1
         metrics.WEBHOOK_FAILURES.labels(kind).inc()

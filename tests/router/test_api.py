@@ -97,6 +97,12 @@ async def test_requests_without_a_valid_key_are_refused(
         ({"to": "+31612345678", "text": "x", "priority": "urgent"}, 400, "invalid_field"),
         ({"to": "+31612345678", "text": "x", "validity_seconds": 5}, 400, "invalid_field"),
         ({"to": "+31612345678", "text": "x", "callback_url": "ftp://x"}, 400, "invalid_field"),
+        (
+            {"to": "+31612345678", "text": "x", "callback_url": "http://127.0.0.1:99999/"},
+            400,
+            "invalid_field",
+        ),
+        ({"to": "+31612345678", "text": "x", "callback_url": "http:///path"}, 400, "invalid_field"),
         ([1, 2, 3], 400, "invalid_field"),
     ],
 )
