@@ -20,8 +20,18 @@ async def hooks() -> AsyncIterator[WebhookReceiver]:
     await receiver.stop()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the item, so fixtures can tell a failed test apart."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-async def make_gateway(tmp_path: Path, hooks: WebhookReceiver) -> AsyncIterator[GatewayFactory]:
+async def make_gateway(
+    request: pytest.FixtureRequest, tmp_path: Path, hooks: WebhookReceiver
+) -> AsyncIterator[GatewayFactory]:
     """Start router + connector processes against an in-loop simulator; stop them after."""
     started: list[tuple[Gateway, Simulator]] = []
 
@@ -41,6 +51,10 @@ async def make_gateway(tmp_path: Path, hooks: WebhookReceiver) -> AsyncIterator[
         return gateway
 
     yield make
+    call = getattr(request.node, "report_call", None)
+    if call is not None and call.failed:
+        for gateway, _ in started:  # the processes' own account of what went wrong
+            print(gateway.logs())
     for gateway, sim in started:
         await gateway.stop()
         await sim.stop()
