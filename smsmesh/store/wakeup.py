@@ -93,14 +93,28 @@ class _Listener:
         try:
             self._sock.setblocking(False)
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)  # a crashed predecessor's socket: we take over
-            self._sock.bind(path)
+            self._take_over(path)
             self._inode = os.stat(path).st_ino
             loop.add_reader(self._sock.fileno(), self._on_readable)
         except BaseException:
             self._sock.close()
             raise
+
+    def _take_over(self, path: str, attempts: int = 5) -> None:
+        """Bind `path`, replacing whatever socket file is there (a crashed predecessor's).
+
+        Two processes starting together may both unlink and then both bind: the loser
+        sees EADDRINUSE and takes over again; the last to bind gets the wake-ups.
+        """
+        for attempt in range(attempts):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            try:
+                self._sock.bind(path)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                    raise
 
     def _on_readable(self) -> None:
         # Drain everything queued: many commits between two waits are one wake-up.
