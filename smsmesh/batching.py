@@ -96,7 +96,8 @@ class WriteBehind(Generic[T]):
     `put` never blocks the caller (a submit_sm_resp handler, say); a flusher writes
     everything queued in one call and, if the store is unavailable, keeps the items and
     retries with capped backoff instead of dropping them. `drain()` waits until all
-    queued items are written (used on graceful shutdown).
+    queued items are written (used on graceful shutdown); `written_through()` waits
+    only for the items queued before the call, so later puts cannot delay it.
     """
 
     def __init__(
@@ -120,9 +121,13 @@ class WriteBehind(Generic[T]):
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.failures = 0
+        self._queued = 0  # items ever put
+        self._written = 0  # items ever written
+        self._barriers: list[tuple[int, asyncio.Future[None]]] = []
 
     def put(self, item: T) -> None:
         self._pending.append(item)
+        self._queued += 1
         self._idle.clear()
         self._wakeup.set()
         if self._task is None:
@@ -134,6 +139,26 @@ class WriteBehind(Generic[T]):
 
     async def drain(self) -> None:
         await self._idle.wait()
+
+    def written_through(self) -> asyncio.Future[None]:
+        """Done once every item put before this call is written (the call, not the
+        await, is the cut-off)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._written >= self._queued:
+            future.set_result(None)
+        else:
+            self._barriers.append((self._queued, future))
+        return future
+
+    def _release_barriers(self) -> None:
+        waiting = []
+        for target, future in self._barriers:
+            if target <= self._written:
+                if not future.done():
+                    future.set_result(None)
+            elif not future.done():
+                waiting.append((target, future))
+        self._barriers = waiting
 
     async def close(self) -> None:
         self._closing = True
@@ -164,6 +189,9 @@ class WriteBehind(Generic[T]):
                     continue
                 delay = self._retry_initial
                 del self._pending[: len(batch)]
+                self._written += len(batch)
+                if self._barriers:
+                    self._release_barriers()
             self._idle.set()
             if self._closing:
                 return

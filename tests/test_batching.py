@@ -99,3 +99,33 @@ async def test_write_behind_retries_until_the_store_comes_back() -> None:
     assert written == list(range(100))
     assert queue.failures == 3
     await queue.close()
+
+
+async def test_written_through_waits_for_earlier_items_only() -> None:
+    written: list[int] = []
+    gates = [asyncio.Event(), asyncio.Event()]
+    entered = asyncio.Event()
+
+    async def flush(items: Sequence[int]) -> None:
+        entered.set()
+        await gates[len(written) and 1].wait()
+        written.extend(items)
+
+    behind: WriteBehind[int] = WriteBehind(flush)
+    await asyncio.wait_for(behind.written_through(), 1)  # nothing queued: returns at once
+    behind.put(1)
+    await asyncio.wait_for(entered.wait(), 5)  # item 1 is being written
+    barrier = behind.written_through()
+    behind.put(2)  # queued after the barrier: must not hold it up
+    await asyncio.sleep(0)
+    assert not barrier.done()
+    gates[0].set()
+    await asyncio.wait_for(barrier, 5)
+    assert written == [1]
+    late = behind.written_through()
+    await asyncio.sleep(0)
+    assert not late.done()  # item 2 is still unwritten
+    gates[1].set()
+    await asyncio.wait_for(late, 5)
+    assert written == [1, 2]
+    await behind.close()

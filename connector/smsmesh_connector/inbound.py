@@ -10,9 +10,11 @@ logged. Concatenated MOs are reassembled when their parts arrive together; see `
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
@@ -42,15 +44,27 @@ OK = CommandStatus.ESME_ROK
 RETRY_LATER = CommandStatus.ESME_RX_T_APPN
 
 
+# How long a receipt batch waits for the submit reports queued before it (see
+# `_record_receipts`); past that it is stored anyway and matched when they land.
+REPORTS_WAIT_SECONDS = 0.5
+
+
 class InboundHandler:
-    def __init__(self, settings: ConnectorSettings, store: Store, state: ConnectorState) -> None:
+    def __init__(
+        self,
+        settings: ConnectorSettings,
+        store: Store,
+        state: ConnectorState,
+        reports_written: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._settings = settings
         self._name = settings.name
         self._store = store
         self._counters = state.counters
         self._metrics = state.metrics
+        self._reports_written = reports_written
         self._receipts: Batcher[Receipt, ReceiptMatch] = Batcher(
-            store.record_receipts, name=f"{settings.name}-receipts"
+            self._record_receipts, name=f"{settings.name}-receipts"
         )
         self._mos: Batcher[InboundMessage, None] = Batcher(
             self._record_inbound, name=f"{settings.name}-inbound"
@@ -134,7 +148,8 @@ class InboundHandler:
         submitted_at = tracing.submitted_at(match.trace_context)
         latency = None if submitted_at is None else receipt.at - submitted_at
         self._metrics.receipt(receipt.state.value, latency)
-        if tracing.enabled():
+        if tracing.enabled() and not tracing.unsampled(match.trace_context):
+            # A message whose trace was not sampled gets no receipt span either.
             self._receipt_span(match, started)
         return OK
 
@@ -212,6 +227,21 @@ class InboundHandler:
         self._counters.mo += 1
         self._metrics.inbound.inc()
         return OK
+
+    async def _record_receipts(self, receipts: Sequence[Receipt]) -> Sequence[ReceiptMatch]:
+        """Store a batch of receipts once the submit reports queued before it are in.
+
+        An SMSC often sends the receipt right behind the submit_sm_resp, before the
+        connector's write-behind has stored that submit: stored first, the receipt
+        would be kept as an orphan and replayed by the submit's write, several writes
+        instead of one update. Waiting for the reports already queued avoids that; the wait is
+        bounded, and the orphan path still covers whatever comes later.
+        """
+        if self._reports_written is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REPORTS_WAIT_SECONDS):
+                    await self._reports_written()
+        return await self._store.record_receipts(receipts)
 
     async def _record_inbound(self, messages: Sequence[InboundMessage]) -> list[None]:
         await self._store.record_inbound(messages)

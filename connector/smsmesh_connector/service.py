@@ -108,7 +108,9 @@ class Connector:
         )
         self.publisher = StatePublisher(self.store, self.state, settings.state_interval)
         self.submitter = Submitter(settings, self.store, self.state, self.limiter, self.events)
-        self.inbound = InboundHandler(settings, self.store, self.state)
+        self.inbound = InboundHandler(
+            settings, self.store, self.state, self.submitter.reports_written
+        )
         self.session: AsyncSession | None = None
         self.bound = asyncio.Event()  # set while bound (for tests and health checks)
         self.recovered = 0

@@ -111,6 +111,10 @@ class Submitter:
     def pending_reports(self) -> int:
         return self._reports.pending
 
+    def reports_written(self) -> asyncio.Future[None]:
+        """Done once every submit outcome reported so far is in the store."""
+        return self._reports.written_through()
+
     async def run(self, session: AsyncSession, stop: asyncio.Event) -> None:
         """Submit on `session` until `stop` is set or the session ends, then settle.
 
