@@ -127,6 +127,8 @@ def setup_tracing(default_service_name: str, **resource: str) -> bool:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _provider = provider
+    global _sampling_tracer
+    _sampling_tracer = _ParentBasedTracer(_tracer) if _parent_based() else _tracer
     log.info("tracing: exporting spans (%s)", ", ".join(type(e).__name__ for e in exporters))
     return True
 
@@ -161,8 +163,62 @@ class _NullTracer(trace.NoOpTracer):
 _null_tracer = _NullTracer()
 
 
+def _parent_based() -> bool:
+    """Whether the sampler (OTEL_TRACES_SAMPLER, default parentbased_always_on) follows
+    the parent's decision, so a child of an unsampled span is never sampled."""
+    name = os.environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+    return name.startswith("parentbased_")
+
+
+class _ParentBasedTracer(trace.Tracer):
+    """The SDK tracer, minus the work of creating spans nobody will record.
+
+    With a parent-based sampler a span whose parent was not sampled is a non-recording
+    span by definition; the SDK still runs the sampler, makes ids and a span object, and
+    attaches a context for each. Sampling one message in ten, that was most of what
+    tracing cost. Here such a span is simply the parent's own non-recording span, made
+    current for its block: a carrier injected from it still says "not sampled".
+    """
+
+    def __init__(self, delegate: trace.Tracer) -> None:
+        self._delegate = delegate
+
+    @staticmethod
+    def _unsampled_parent(context: otel_context.Context | None) -> Span | None:
+        parent = trace.get_current_span(context)
+        span_context = parent.get_span_context()
+        if (
+            span_context.is_valid
+            and not span_context.trace_flags.sampled
+            and not parent.is_recording()
+        ):
+            return parent
+        return None
+
+    def start_span(
+        self, name: str, context: otel_context.Context | None = None, *args: Any, **kwargs: Any
+    ) -> Span:
+        parent = self._unsampled_parent(context)
+        if parent is not None:
+            return parent  # ending it is a no-op: it is not recording
+        return self._delegate.start_span(name, context, *args, **kwargs)
+
+    def start_as_current_span(
+        self, name: str, context: otel_context.Context | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        parent = self._unsampled_parent(context)
+        if parent is not None:  # current for the block, so nested spans see "unsampled"
+            return trace.use_span(parent, end_on_exit=False)
+        return self._delegate.start_as_current_span(name, context, *args, **kwargs)
+
+
+_sampling_tracer: trace.Tracer = _tracer
+
+
 def tracer() -> trace.Tracer:
-    return _tracer if _provider is not None else _null_tracer
+    if _provider is None:
+        return _null_tracer
+    return _sampling_tracer
 
 
 def enabled() -> bool:
@@ -201,6 +257,12 @@ def link_to(carrier: Mapping[str, str] | None) -> list[Link]:
     """A Link to the span a carrier names, as a list (empty when it names none)."""
     span_context = trace.get_current_span(extract(carrier)).get_span_context()
     return [Link(span_context)] if span_context.is_valid else []
+
+
+def unsampled(carrier: Mapping[str, str] | None) -> bool:
+    """Whether a carrier names a span that was explicitly not sampled (flags 00)."""
+    span_context = trace.get_current_span(extract(carrier)).get_span_context()
+    return span_context.is_valid and not span_context.trace_flags.sampled
 
 
 def submitted_at(carrier: Mapping[str, str] | None) -> float | None:

@@ -122,6 +122,32 @@ async def test_without_a_caller_traceparent_the_router_starts_the_trace(
     assert one(spans, "dispatch sim").trace_id == server.trace_id
 
 
+async def test_a_caller_that_did_not_sample_gets_no_spans_but_its_trace_id_back(
+    make_gateway: GatewayFactory, hooks: WebhookReceiver, otlp: OtlpReceiver
+) -> None:
+    """Parent-based sampling: the caller's "not sampled" flag holds on every hop, the
+    delivery receipt included, and the webhook still names the caller's trace."""
+    gateway = await make_gateway(env=tracing_env(otlp))
+    trace_id = secrets.token_hex(16)
+    status, body = await gateway.send(
+        {"to": "+4915112345678", "text": "not sampled"},
+        traceparent=f"00-{trace_id}-{secrets.token_hex(8)}-00",
+    )
+    assert status == 202, body
+    quiet = body["id"]
+    calls = await hooks.wait_for(lambda c: any(h.body.get("id") == quiet for h in c))
+    # A sampled message sent afterwards: once its whole trace (receipt and webhook
+    # included) has arrived, the unsampled one has had every chance to export spans.
+    status, body = await gateway.send({"to": "+4915112345678", "text": "sampled"})
+    assert status == 202, body
+    await otlp.wait_for(complete(body["id"]))
+    assert otlp.of_message(quiet) == []
+    assert not [s for s in otlp.spans if s.trace_id == trace_id]
+    [call] = [c for c in calls if c.body.get("id") == quiet]
+    version, header_trace, _, flags = call.headers["traceparent"].split("-")
+    assert (version, header_trace, flags) == ("00", trace_id, "00")
+
+
 async def test_an_inbound_message_is_traced_to_its_webhook(
     make_gateway: GatewayFactory, hooks: WebhookReceiver, otlp: OtlpReceiver
 ) -> None:
