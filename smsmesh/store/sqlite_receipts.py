@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from smsmesh.model import MessageStatus, Receipt, ReceiptMatch, ReceiptState
@@ -30,6 +31,15 @@ from smsmesh.store.rules import (
     receipt_detail,
 )
 from smsmesh.store.sqlite_tx import Tx, finalize, qmarks
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """Facts about a matched part that the match query read along the way."""
+
+    smsc_id: str
+    only_part: bool  # the message has this one part
+    message: tuple[str | None, str | None, str, str]  # callback_url, client_ref, to, trace
 
 
 class ReceiptCorrelator:
@@ -49,7 +59,8 @@ class ReceiptCorrelator:
             return ReceiptMatch(receipt, None, None, None)  # no id: nothing could ever match
         rows = tx.conn.execute(
             f"""SELECT DISTINCT k.message_id, k.part, p.smsc_key, p.state, p.updated_at, m.state,
-                       m.trace_context
+                       m.trace_context, p.smsc_id, m.callback_url, m.client_ref, m.destination,
+                       (SELECT count(*) FROM parts q WHERE q.message_id = k.message_id)
                 FROM part_keys k
                 JOIN parts p ON p.message_id = k.message_id AND p.part = k.part
                 JOIN messages m ON m.id = k.message_id
@@ -74,9 +85,13 @@ class ReceiptCorrelator:
             final = row[3] is not None and ReceiptState(row[3]).is_final
             return (-evidence, match_quality(row[2], received), final, -row[4])
 
-        message_id, part, _, part_state, _, message_state, trace_json = min(rows, key=rank)
+        best = min(rows, key=rank)
+        message_id, part, _, part_state, _, message_state, trace_json, smsc_id = best[:8]
+        # What finalising needs, read with the match: a one-part message's parts are
+        # this part alone, and the message's callback fields are at hand.
+        known = _Known(smsc_id, best[11] == 1, (*best[8:11], trace_json))
         status = self._apply_receipt(
-            tx, message_id, part, receipt, part_state, message_state, late=False
+            tx, message_id, part, receipt, part_state, message_state, late=False, known=known
         )
         return ReceiptMatch(receipt, message_id, part, status, json.loads(trace_json))
 
@@ -105,6 +120,7 @@ class ReceiptCorrelator:
         message_state: str,
         *,
         late: bool,
+        known: _Known | None = None,
     ) -> MessageStatus:
         """Record a matched receipt on its part; finalise the message when all parts are."""
         if part_state is not None and (
@@ -120,10 +136,14 @@ class ReceiptCorrelator:
         tx.event(message_id, receipt.at, "receipt", None, receipt.connection, detail)
         if message_state != State.SUBMITTED or not receipt.state.is_final:
             return public_status(message_state)
-        parts = tx.conn.execute(
-            "SELECT part, smsc_id, state, error_code FROM parts WHERE message_id = ? ORDER BY part",
-            (message_id,),
-        ).fetchall()
+        if known is not None and known.only_part:
+            parts = [(part, known.smsc_id, receipt.state.value, receipt.error_code)]
+        else:
+            parts = tx.conn.execute(
+                "SELECT part, smsc_id, state, error_code FROM parts "
+                "WHERE message_id = ? ORDER BY part",
+                (message_id,),
+            ).fetchall()
         outcome = final_outcome([(p, state, err) for p, _, state, err in parts])
         if outcome is None:
             return MessageStatus.SUBMITTED
@@ -131,6 +151,7 @@ class ReceiptCorrelator:
         finalize(
             tx, message_id, status, receipt.at, error, None, receipt.connection,
             parts=[(p, sid, state) for p, sid, state, _ in parts],
+            message=known.message if known is not None else None,
         )  # fmt: skip
         return status
 

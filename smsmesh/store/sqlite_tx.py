@@ -73,10 +73,12 @@ def finalize(
     connection: str | None,
     detail: dict[str, Any] | None = None,
     parts: Sequence[tuple[int, str, str | None]] | None = None,
+    message: tuple[str | None, str | None, str, str] | None = None,
 ) -> None:
     """Give a message its final status, its timeline event and its webhook job.
 
-    `parts` are (part, smsc id, state) when the caller has just read them.
+    `parts` are (part, smsc id, state) and `message` its (callback_url, client_ref,
+    destination, trace_context) when the caller has just read them.
     """
     tx.conn.execute(
         """UPDATE messages SET state = ?, error = ?, updated_at = ?,
@@ -88,11 +90,13 @@ def finalize(
     if error:
         event_detail.setdefault("reason", error)
     tx.event(message_id, at, status.value, status, connection, event_detail)
-    row = tx.conn.execute(
-        "SELECT callback_url, client_ref, destination, trace_context FROM messages WHERE id = ?",
-        (message_id,),
-    ).fetchone()
-    callback_url, client_ref, destination, trace_context = row
+    if message is None:
+        message = tx.conn.execute(
+            "SELECT callback_url, client_ref, destination, trace_context "
+            "FROM messages WHERE id = ?",
+            (message_id,),
+        ).fetchone()
+    callback_url, client_ref, destination, trace_context = message
     if not callback_url:
         return
     if parts is None:
