@@ -17,6 +17,7 @@ from storekit import CONN, T0, finish, new_message, receipt, record, run_worker,
 
 from smsmesh.model import MessageStatus, NewMessage
 from smsmesh.store import SqliteStore, StoreError, open_store
+from smsmesh.store.sqlite_schema import MIGRATIONS, _statements
 from smsmesh.store.wakeup import socket_path
 
 
@@ -81,7 +82,7 @@ async def test_schema_version_and_pragmas(sqlite_store: SqliteStore) -> None:
     settings = await sqlite_store.diagnostics()
     assert settings["journal_mode"] == "wal"
     assert settings["synchronous"] == "NORMAL"
-    assert settings["schema_version"] == 2
+    assert settings["schema_version"] == 3
     assert settings["busy_timeout_ms"] == 30_000
 
 
@@ -100,6 +101,35 @@ async def test_full_store_flushes_what_it_acknowledges_but_not_what_only_repeats
         assert (await store.diagnostics())["synchronous"] == "FULL"
     finally:
         await store.close()
+
+
+async def test_a_version_2_database_is_migrated_with_its_messages(tmp_path: Path) -> None:
+    """Version 3 replaced the claim and expiry indexes: what a version 2 store held is
+    still claimed, and expires, through the new ones."""
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("BEGIN")
+        for script in MIGRATIONS[:2]:
+            for statement in _statements(script):
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute("COMMIT")
+    conn.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.accept([new_message(id="old-1"), new_message(id="old-2", expires_at=T0)])
+        assert (await store.diagnostics())["schema_version"] == 3
+        assert [m.id for m in await store.claim(CONN, 10, T0 + 10)] == ["old-1"]
+        assert await store.expire(T0 + 10, 0) == 1
+        assert (await record(store, "old-2")).status is MessageStatus.EXPIRED
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    conn.close()
+    assert {"messages_claim", "messages_dispatching", "messages_expiry_queued"} <= indexes
+    assert "messages_expiry" not in indexes
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
