@@ -54,6 +54,11 @@ log = logging.getLogger(__name__)
 Synchronous = Literal["FULL", "NORMAL"]
 
 
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection has what this one needs."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class Engine:
     """Synchronous transactions on one sqlite3 connection; runs on the store's thread only."""
 
@@ -77,6 +82,26 @@ class Engine:
     # -- lifecycle -------------------------------------------------------------------
 
     def open(self) -> None:
+        """Connect, switch to WAL and migrate; retried while another process does the same.
+
+        Several processes opening a new file at once (`smsmesh up`) contend for it in
+        ways SQLite answers with "database is locked" at once, without its busy handler:
+        switching the journal mode needs the file to itself. Such an open is retried
+        with short pauses until `busy_timeout` has passed.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                self._conn = self._connect()
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(0.2, pause * 2)
+
+    def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self._path, timeout=self._busy_timeout, isolation_level=None, cached_statements=256
         )
@@ -94,7 +119,7 @@ class Engine:
         except BaseException:
             conn.close()
             raise
-        self._conn = conn
+        return conn
 
     def close(self) -> None:
         if self._conn is not None:
@@ -126,7 +151,7 @@ class Engine:
                     conn.execute("BEGIN IMMEDIATE")
                     return
                 except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc):
+                    if not _is_busy(exc):
                         raise
                     if time.monotonic() > deadline:
                         raise

@@ -84,12 +84,23 @@ async def writer(db: str, connection: str, prefix: str, batch: int) -> None:
         print(f"committed {n}", flush=True)
 
 
+async def open_at(db: str, start_at: float) -> None:
+    """Open (creating and migrating) the store at a given moment, then close it."""
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    store = open_db(db)
+    await store.open()
+    await store.close()
+    print("opened")
+
+
 def main(argv: list[str]) -> None:
     mode, db, connection, *rest = argv
     if mode == "accept":
         asyncio.run(accept(db, connection, rest[0], int(rest[1]), int(rest[2])))
     elif mode == "claim":
         asyncio.run(claim(db, connection, rest[0], float(rest[1])))
+    elif mode == "open":
+        asyncio.run(open_at(db, float(rest[0])))
     elif mode == "writer":
         asyncio.run(writer(db, connection, rest[0], int(rest[1])))
     else:

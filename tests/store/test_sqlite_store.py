@@ -257,6 +257,18 @@ async def test_processes_accepting_and_claiming_lose_and_duplicate_nothing(
         assert claims[0] == 2 * count
 
 
+async def test_processes_opening_a_new_database_together_all_start(tmp_path: Path) -> None:
+    """`smsmesh up` starts the router and every connector at once on a fresh file: each
+    must get through creating it, switching it to WAL and migrating it. (Switching the
+    journal mode can answer "database is locked" without waiting, busy_timeout or not.)"""
+    for round_no in range(4):
+        db = str(tmp_path / f"fresh-{round_no}.db")
+        start_at = time.time() + 1.0  # the interpreters start first, then open at once
+        workers = [await run_worker("open", db, CONN, str(start_at)) for _ in range(6)]
+        for proc in workers:
+            assert (await finish(proc)).strip() == "opened"
+
+
 async def test_wait_for_work_wakes_on_accept_in_another_process(tmp_path: Path) -> None:
     db = tmp_path / "wake.db"
     connector = SqliteStore(db)
