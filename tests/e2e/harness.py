@@ -243,7 +243,9 @@ class Gateway:
         assert self.session is not None
         async with asyncio.timeout(timeout):
             while True:
-                self.check_alive("router")
+                for name in ("router", "connector"):  # a process that died at start
+                    if name in self.procs:
+                        self.check_alive(name)
                 with contextlib.suppress(aiohttp.ClientError):
                     async with self.session.get(f"{self.url}/readyz") as response:
                         if response.status == 200:
