@@ -52,10 +52,15 @@ from smsmesh.store.postgres_tx import (
     Changes,
     MessageRow,
     PartRow,
-    dumps,
     finalize,
 )
-from smsmesh.store.rules import State, canonical_smsc_id, inbound_payload, public_status
+from smsmesh.store.rules import (
+    State,
+    canonical_smsc_id,
+    dumps,
+    inbound_payload,
+    public_status,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable

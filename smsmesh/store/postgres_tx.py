@@ -11,14 +11,13 @@ CTEs fed by arrays (`unnest`), one per table, only for the tables that changed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from smsmesh.model import MessageStatus, Receipt, WebhookKind
 from smsmesh.smpp.receipt import id_candidates
-from smsmesh.store.rules import status_payload
+from smsmesh.store.rules import dumps, status_payload
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -28,10 +27,6 @@ if TYPE_CHECKING:
 
     # A session of our own or one lent by the pool: both run statements the same way.
     Conn: TypeAlias = Connection[Record] | PoolConnectionProxy[Record]
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 MESSAGE_COLUMNS = """id, state, targets, target_index, attempts, connection, not_before,

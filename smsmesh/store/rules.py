@@ -7,6 +7,7 @@ here, as pure functions, is what lets both backends pass one conformance suite.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
@@ -20,6 +21,14 @@ from smsmesh.model import (
     SubmitReport,
 )
 from smsmesh.smpp.receipt import id_candidates
+
+# Compact JSON for stored details and payloads; one encoder, not one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON (unknown types as their str()) for what the store keeps."""
+    return _ENCODER.encode(value)
 
 
 class State(StrEnum):

@@ -36,7 +36,13 @@ from smsmesh.model import (
 )
 from smsmesh.smpp.receipt import id_candidates
 from smsmesh.store.base import StoreError
-from smsmesh.store.rules import State, canonical_smsc_id, inbound_payload, public_status
+from smsmesh.store.rules import (
+    State,
+    canonical_smsc_id,
+    dumps,
+    inbound_payload,
+    public_status,
+)
 from smsmesh.store.sqlite_receipts import ReceiptCorrelator
 from smsmesh.store.sqlite_schema import migrate
 from smsmesh.store.sqlite_tx import (
@@ -44,7 +50,6 @@ from smsmesh.store.sqlite_tx import (
     INSERT_MESSAGE,
     INSERT_WEBHOOK,
     Tx,
-    dumps,
     finalize,
 )
 from smsmesh.store.wakeup import WakeupSender

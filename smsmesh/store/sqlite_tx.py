@@ -7,17 +7,12 @@ event and webhook job together), whichever path got it there.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from smsmesh.model import MessageStatus, WebhookKind
-from smsmesh.store.rules import status_payload
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+from smsmesh.store.rules import dumps, status_payload
 
 
 def qmarks(n: int) -> str:
