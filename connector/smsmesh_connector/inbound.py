@@ -47,6 +47,11 @@ RETRY_LATER = CommandStatus.ESME_RX_T_APPN
 # How long a receipt batch waits for the submit reports queued before it (see
 # `_record_receipts`); past that it is stored anyway and matched when they land.
 REPORTS_WAIT_SECONDS = 0.5
+# Receipts per transaction. The connector shares the store's write lock with the
+# routers, whose commits HTTP clients wait on: short transactions, back to back under
+# load, keep those waits short. With SQLite and a receipt right behind every submit,
+# 16 instead of up to 500 took throughput from ~4,600 to ~5,200 messages/s.
+RECEIPT_BATCH = 16
 
 
 class InboundHandler:
@@ -64,7 +69,7 @@ class InboundHandler:
         self._metrics = state.metrics
         self._reports_written = reports_written
         self._receipts: Batcher[Receipt, ReceiptMatch] = Batcher(
-            self._record_receipts, name=f"{settings.name}-receipts"
+            self._record_receipts, max_batch=RECEIPT_BATCH, name=f"{settings.name}-receipts"
         )
         self._mos: Batcher[InboundMessage, None] = Batcher(
             self._record_inbound, name=f"{settings.name}-inbound"
