@@ -237,9 +237,9 @@ class InboundHandler:
         """Store a batch of receipts once the submit reports queued before it are in.
 
         An SMSC often sends the receipt right behind the submit_sm_resp, before the
-        connector's write-behind has stored that submit: stored first, the receipt
-        would be kept as an orphan and replayed by the submit's write, several writes
-        instead of one update. Waiting for the reports already queued avoids that; the wait is
+        connector's write-behind has stored that submit: stored first, the receipt would
+        be kept as an orphan and replayed by the submit's write, several writes instead
+        of one update. Waiting for the reports already queued avoids that; the wait is
         bounded, and the orphan path still covers whatever comes later.
         """
         if self._reports_written is not None:
