@@ -1,14 +1,12 @@
-"""The webhook dispatcher against a real SQLite store and a real receiver on loopback."""
+"""The webhook dispatcher against a real SQLite store (the `store` fixture of this
+folder) and a real receiver on loopback."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
 
 from smsmesh.model import (
@@ -25,14 +23,6 @@ from smsmesh_router.webhooks import WebhookDispatcher, WebhookPolicy
 
 CONN = "conn-a"
 FAST = WebhookPolicy(base_delay=0.05, max_delay=0.2, max_attempts=3, idle_poll=0.02)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "smsmesh.db")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def delivered_message(store: SqliteStore, callback_url: str) -> str:
