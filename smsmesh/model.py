@@ -158,6 +158,14 @@ class SubmitReport:
     # SUBMITTED: when not empty, becomes the message's stored trace context (the submit
     # span's W3C context and submit time), which later receipts are linked to.
     trace_context: dict[str, str] = field(default_factory=dict)
+    # SUBMITTED: the connection's receipt group (SmppConnection `receiptGroup`); its
+    # receipts may come back on any bind of the group. Empty: this connection alone.
+    receipt_group: str = ""
+
+    @property
+    def receipt_scope(self) -> str:
+        """Where this submit's receipts are looked for (see `receipt_scope`)."""
+        return receipt_scope(self.connection, self.receipt_group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +178,23 @@ class Receipt:
     at: float
     error_code: str | None = None  # network error code / `err:` field, as text
     raw: str | None = None  # the receipt text, for the timeline
+    receipt_group: str = ""  # the receiving connection's receipt group, if any
+
+    @property
+    def scope(self) -> str:
+        """The submits this receipt may belong to (see `receipt_scope`)."""
+        return receipt_scope(self.connection, self.receipt_group)
+
+
+def receipt_scope(connection: str, receipt_group: str) -> str:
+    """The key under which submits and receipts are matched.
+
+    SMSC message ids are only unique per SMSC, so a receipt is matched against the
+    submits of its own connection, or of every connection in its receipt group (binds
+    of one SMSC account, such as a transmitter and a receiver). Connection names are
+    Kubernetes names, which never contain ':', so a group can never pose as one.
+    """
+    return f"group:{receipt_group}" if receipt_group else connection
 
 
 @dataclass(frozen=True, slots=True)

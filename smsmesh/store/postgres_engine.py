@@ -364,13 +364,13 @@ class SubmitRules:
 
     async def run(self, conn: Conn, schema: str, reports: Sequence[SubmitReport]) -> None:
         submits = [r for r in reports if r.outcome is SubmitOutcome.SUBMITTED]
-        # Receipts for these connections must not slip between our read and our commit.
-        await lock_connections(conn, schema, (r.connection for r in submits))
+        # Receipts in these scopes must not slip between our read and our commit.
+        await lock_connections(conn, schema, (r.receipt_scope for r in submits))
         messages = await lock_messages(conn, (r.message_id for r in reports))
         orphans = await load_orphans(
             conn,
             (
-                (r.connection, key)
+                (r.receipt_scope, key)
                 for r in submits
                 for sid in r.smsc_message_ids
                 for key in id_candidates(sid)
@@ -426,13 +426,14 @@ class SubmitRules:
             PartRow(msg.id, n, connection, sid, canonical_smsc_id(sid), None, None, report.at)
             for n, sid in enumerate(report.smsc_message_ids, start=1)
         ]
+        scope = report.receipt_scope  # part_keys.connection: where receipts look
         for part in parts:
             changes.put_part(part)
             for key in id_candidates(part.smsc_id):
-                changes.part_keys.add((connection, key, msg.id, part.part))
+                changes.part_keys.add((scope, key, msg.id, part.part))
         detail["smsc_ids"] = list(report.smsc_message_ids)
         changes.event(msg.id, report.at, "submitted", MessageStatus.SUBMITTED, connection, detail)
-        apply_orphans(changes, msg, parts, orphans)
+        apply_orphans(changes, msg, parts, orphans, scope)
 
     def _requeue(self, msg: MessageRow, report: SubmitReport, detail: dict[str, Any]) -> None:
         changes = self.changes

@@ -1,18 +1,19 @@
 """Delivery receipt correlation on PostgreSQL: the SQLite store's rules, batched.
 
 Matching is the same as `sqlite_receipts` (every id form of every part is a key in
-part_keys; among several candidates the reading this connection has shown before
-wins, then the closest id, then a part still waiting, then the latest submit; a
-receipt that matches nothing yet waits in orphan_receipts for its submit). What
-differs is how it meets the database: one query finds the candidates of a whole batch,
-one locks their messages, one loads their parts; the rules then run in memory, one
-receipt after the other, and `Changes.flush` writes the outcome.
+part_keys under its receipt scope; among several candidates the reading the scope has
+shown before wins, then the closest id, then a part still waiting, then the latest
+submit; a receipt that matches nothing yet waits in orphan_receipts for its submit).
+What differs is how it meets the database: one query finds the candidates of a whole
+batch, one locks their messages, one loads their parts; the rules then run in memory,
+one receipt after the other, and `Changes.flush` writes the outcome.
 
-Receipts of one connection and the submits they may belong to are serialised by a
-transaction-scoped advisory lock per connection (`lock_connections`), taken by both
-`record_receipts` and `record_submits` before they read: otherwise a receipt and its
-submit committed at the same moment by two sessions could each miss the other, and
-the receipt would wait forever. Connections are locked in sorted order (no deadlock).
+Receipts of one scope (a connection, or its receipt group) and the submits they may
+belong to are serialised by a transaction-scoped advisory lock per scope
+(`lock_connections`, named for the common case), taken by both `record_receipts` and
+`record_submits` before they read: otherwise a receipt and its submit committed at the
+same moment by two sessions could each miss the other, and the receipt would wait
+forever. Scopes are locked in sorted order (no deadlock).
 """
 
 from __future__ import annotations
@@ -101,9 +102,9 @@ class Correlator:
     """Receipt matching for one store; holds what each connection taught about its ids."""
 
     def __init__(self) -> None:
-        # Per connection: how often each hex/decimal reading decided an unambiguous
-        # receipt. Only the connection's own connector records its receipts, so what
-        # this process learned is what there is to know.
+        # Per receipt scope (a connection or its receipt group): how often each
+        # hex/decimal reading decided an unambiguous receipt. What this process learned
+        # from the receipts its own bind received; binds of a group learn alike.
         self._modes: dict[str, dict[MatchMode, int]] = {}
 
     async def record(
@@ -116,8 +117,8 @@ class Correlator:
         results = [ReceiptMatch(r, None, None, None) for r in receipts]
         if not keyed:
             return results, changes
-        await lock_connections(conn, schema, (r.connection for _, r, _ in keyed))
-        probe = [(i, r.connection, key) for i, r, cands in keyed for key in cands]
+        await lock_connections(conn, schema, (r.scope for _, r, _ in keyed))
+        probe = [(i, r.scope, key) for i, r, cands in keyed for key in cands]
         found = await conn.fetch(
             """SELECT DISTINCT q.ord, k.message_id, k.part
                FROM unnest($1::int[], $2::text[], $3::text[]) AS q(ord, connection, key)
@@ -139,7 +140,7 @@ class Correlator:
             if not rows:
                 changes.new_orphans.append(receipt)
                 continue
-            part = self._choose(receipt.connection, cands[0], rows)
+            part = self._choose(receipt.scope, cands[0], rows)
             msg = messages[part.message_id]
             status = apply_receipt(changes, msg, parts[msg.id], part, receipt, late=False)
             trace_context = json.loads(msg.trace_context)
@@ -202,23 +203,25 @@ def apply_receipt(
 async def load_orphans(
     conn: Conn, wanted: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], list[Orphan]]:
-    """Early receipts waiting under any of the (connection, key) pairs, by pair."""
+    """Early receipts waiting under any of the (scope, key) pairs, by pair."""
     pairs = sorted(set(wanted))
     out: dict[tuple[str, str], list[Orphan]] = {}
     if not pairs:
         return out
     rows = await conn.fetch(
-        """SELECT DISTINCT o.id, o.connection, o.smsc_id, o.state, o.at, o.error_code, o.raw
-           FROM unnest($1::text[], $2::text[]) AS q(connection, key)
-           JOIN orphan_keys k ON k.connection = q.connection AND k.key = q.key
+        """SELECT DISTINCT k.connection, o.id, o.connection, o.smsc_id, o.state, o.at,
+                           o.error_code, o.raw
+           FROM unnest($1::text[], $2::text[]) AS q(scope, key)
+           JOIN orphan_keys k ON k.connection = q.scope AND k.key = q.key
            JOIN orphan_receipts o ON o.id = k.orphan_id""",
         [c for c, _ in pairs],
         [k for _, k in pairs],
     )
     for r in rows:
-        orphan = Orphan(*r.values())
+        scope, *fields = r.values()
+        orphan = Orphan(*fields)
         for key in id_candidates(orphan.smsc_id):
-            out.setdefault((orphan.connection, key), []).append(orphan)
+            out.setdefault((scope, key), []).append(orphan)
     return out
 
 
@@ -227,13 +230,14 @@ def apply_orphans(
     msg: MessageRow,
     parts: list[PartRow],
     orphans: dict[tuple[str, str], list[Orphan]],
+    scope: str,
 ) -> None:
-    """Apply receipts that arrived before this message's submit was recorded."""
+    """Apply receipts that arrived (in `scope`) before this message's submit was recorded."""
     best: dict[int, tuple[int, PartRow, Orphan]] = {}  # orphan id -> quality, part, orphan
     for part in parts:
         candidates = id_candidates(part.smsc_id)
         for key in candidates:
-            for orphan in orphans.get((part.connection, key), ()):
+            for orphan in orphans.get((scope, key), ()):
                 if orphan.id in changes.used_orphans:
                     continue  # an earlier submit in this batch took it
                 quality = match_quality(candidates[0], canonical_smsc_id(orphan.smsc_id))

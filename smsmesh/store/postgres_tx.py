@@ -200,8 +200,10 @@ class Changes:
                 for r in self.new_orphans
             ]
             types = ("text[]", "text[]", "text[]", "float8[]", "text[]", "text[]")
+            # Keys go under the receipt's scope; an orphan is told apart by its smsc id
+            # and the connection it arrived on.
             keys: list[tuple[Any, ...]] = sorted(
-                {(r.smsc_message_id, key) for r in self.new_orphans
+                {(r.smsc_message_id, r.connection, r.scope, key) for r in self.new_orphans
                  for key in id_candidates(r.smsc_message_id)}
             )  # fmt: skip
             ctes.append(f"""o AS (
@@ -215,9 +217,10 @@ class Changes:
             # An early receipt's keys are a function of its smsc id alone.
             ctes.append(f"""ok AS (
                 INSERT INTO orphan_keys (connection, key, orphan_id)
-                SELECT o.connection, k.key, o.id
-                FROM o JOIN unnest({columns(keys, ("text[]", "text[]"))}) AS k(smsc_id, key)
-                    ON k.smsc_id = o.smsc_id
+                SELECT k.scope, k.key, o.id
+                FROM o JOIN unnest({columns(keys, ("text[]",) * 4)})
+                        AS k(smsc_id, connection, scope, key)
+                    ON k.smsc_id = o.smsc_id AND k.connection = o.connection
                 ON CONFLICT DO NOTHING)""")
         # pg_notify in the committing statement: delivered at COMMIT, never before.
         final = f"SELECT count(pg_notify(c, '')) FROM unnest({arg(sorted(self.wake), 'text[]')}) c"

@@ -466,13 +466,14 @@ class Engine:
                 for part, sid in parts
             ],
         )
+        scope = report.receipt_scope  # part_keys.connection: where receipts look
         tx.conn.executemany(
             "INSERT OR IGNORE INTO part_keys (connection, key, message_id, part) VALUES (?,?,?,?)",
-            [(connection, key, mid, part) for part, sid in parts for key in id_candidates(sid)],
+            [(scope, key, mid, part) for part, sid in parts for key in id_candidates(sid)],
         )
         detail["smsc_ids"] = list(report.smsc_message_ids)
         tx.event(mid, report.at, "submitted", MessageStatus.SUBMITTED, connection, detail)
-        self._receipts.apply_orphans(tx, mid, connection, parts)
+        self._receipts.apply_orphans(tx, mid, scope, parts)
 
     def _requeue(
         self,

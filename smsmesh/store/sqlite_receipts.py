@@ -3,8 +3,10 @@
 Each part's smsc id is stored under every form `id_candidates` gives (table
 part_keys), so a receipt quoting any of its own forms finds the part with one
 indexed lookup: hex vs decimal in both directions, with or without leading zeros.
-When several parts match (hex/decimal readings are ambiguous for short ids), the
-reading this connection has shown before wins, then the closest id. A receipt that
+Keys are kept per receipt scope (`smsmesh.model.receipt_scope`: the connection, or
+its receipt group), the `connection` column of part_keys and orphan_keys. When
+several parts match (hex/decimal readings are ambiguous for short ids), the
+reading this scope has shown before wins, then the closest id. A receipt that
 matches nothing yet is kept (orphan_receipts) and applied by the record_submits that
 stores its part: SMSCs often send the receipt right after submit_sm_resp, before the
 connector has recorded the submit.
@@ -46,9 +48,9 @@ class ReceiptCorrelator:
     """Receipt matching for one store; lives on the store's thread with its transactions."""
 
     def __init__(self) -> None:
-        # Per connection: how often each hex/decimal reading decided an unambiguous
-        # receipt. Only the connection's own connector records its receipts, so what
-        # this process learned is what there is to know.
+        # Per receipt scope (a connection or its receipt group): how often each
+        # hex/decimal reading decided an unambiguous receipt. What this process learned
+        # from the receipts its own bind received; binds of a group learn alike.
         self._modes: dict[str, dict[MatchMode, int]] = {}
 
     def record(self, tx: Tx, receipt: Receipt) -> ReceiptMatch:
@@ -65,12 +67,12 @@ class ReceiptCorrelator:
                 JOIN parts p ON p.message_id = k.message_id AND p.part = k.part
                 JOIN messages m ON m.id = k.message_id
                 WHERE k.connection = ? AND k.key IN ({qmarks(len(candidates))})""",
-            (receipt.connection, *candidates),
+            (receipt.scope, *candidates),
         ).fetchall()
         if not rows:
             self._keep_orphan(tx, receipt, candidates)
             return ReceiptMatch(receipt, None, None, None)
-        seen = self._modes.setdefault(receipt.connection, {})
+        seen = self._modes.setdefault(receipt.scope, {})
         if len(rows) == 1 and has_several_readings(received):
             # An unambiguous match of an id that hex and decimal read differently
             # teaches how this connection's SMSC writes its ids.
@@ -106,7 +108,7 @@ class ReceiptCorrelator:
         )  # fmt: skip
         tx.conn.executemany(
             "INSERT OR IGNORE INTO orphan_keys (connection, key, orphan_id) VALUES (?,?,?)",
-            [(receipt.connection, key, cursor.lastrowid) for key in candidates],
+            [(receipt.scope, key, cursor.lastrowid) for key in candidates],
         )
         tx.orphans_possible = True
 
@@ -156,9 +158,9 @@ class ReceiptCorrelator:
         return status
 
     def apply_orphans(
-        self, tx: Tx, message_id: str, connection: str, parts: list[tuple[int, str]]
+        self, tx: Tx, message_id: str, scope: str, parts: list[tuple[int, str]]
     ) -> None:
-        """Apply receipts that arrived before this submit was recorded."""
+        """Apply receipts that arrived (in `scope`) before this submit was recorded."""
         if tx.orphans_possible is None:
             found = tx.conn.execute("SELECT EXISTS (SELECT 1 FROM orphan_receipts)").fetchone()
             tx.orphans_possible = bool(found[0])
@@ -168,18 +170,19 @@ class ReceiptCorrelator:
         for part, smsc_id in parts:
             candidates = id_candidates(smsc_id)
             rows = tx.conn.execute(
-                f"""SELECT DISTINCT o.id, o.smsc_id, o.state, o.at, o.error_code, o.raw
+                f"""SELECT DISTINCT o.id, o.smsc_id, o.state, o.at, o.error_code, o.raw,
+                           o.connection
                     FROM orphan_keys k JOIN orphan_receipts o ON o.id = k.orphan_id
                     WHERE k.connection = ? AND k.key IN ({qmarks(len(candidates))})""",
-                (connection, *candidates),
+                (scope, *candidates),
             ).fetchall()
             for row in rows:
                 quality = match_quality(candidates[0], canonical_smsc_id(row[1]))
                 if row[0] not in best or quality < best[row[0]][0]:
                     best[row[0]] = (quality, part, row)
         for orphan_id in sorted(best):  # in arrival order
-            _, part, (_, smsc_id, state, at, error_code, raw) = best[orphan_id]
-            receipt = Receipt(connection, smsc_id, ReceiptState(state), at, error_code, raw)
+            _, part, (_, smsc_id, state, at, error_code, raw, received_on) = best[orphan_id]
+            receipt = Receipt(received_on, smsc_id, ReceiptState(state), at, error_code, raw)
             part_state, message_state = tx.conn.execute(
                 """SELECT p.state, m.state FROM parts p JOIN messages m ON m.id = p.message_id
                    WHERE p.message_id = ? AND p.part = ?""",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -120,6 +121,45 @@ async def test_receipt_only_matches_on_its_own_connection(store: Store) -> None:
     [match] = await store.record_receipts([receipt("555", connection=CONN_B)])
     assert match.message_id is None
     assert match.message_status is None
+
+
+async def test_a_receipt_group_matches_receipts_that_arrive_on_another_bind(
+    store: Store,
+) -> None:
+    """A transmitter and a receiver bind of one SMSC account: the submit goes out on
+    one connection, its receipt comes back on the other."""
+    message_id = await accept_one(store, targets=(CONN,), callback_url=CALLBACK)
+    assert await claim_ids(store) == [message_id]
+    await store.record_submits([replace(submitted(message_id, "77aa"), receipt_group="acct")])
+    [match] = await store.record_receipts(
+        [replace(receipt("77AA", connection=CONN_B), receipt_group="acct")]
+    )
+    assert (match.message_id, match.message_status) == (message_id, MessageStatus.DELIVERED)
+    rec = await record(store, message_id)
+    assert rec.events[-2].kind == "receipt"
+    assert rec.events[-2].connection == CONN_B  # where it arrived, not where it was sent
+    # Outside the group the same id is nobody's: neither the bare connection nor
+    # another group finds it.
+    other = await accept_one(store, targets=(CONN,))
+    await claim_ids(store)
+    await store.record_submits([replace(submitted(other, "88bb"), receipt_group="acct")])
+    for stray in (receipt("88bb"), replace(receipt("88bb"), receipt_group="other")):
+        [miss] = await store.record_receipts([stray])
+        assert miss.message_id is None
+
+
+async def test_a_group_receipt_that_overtakes_its_submit_waits_for_it(store: Store) -> None:
+    message_id = await accept_one(store, targets=(CONN,))
+    await claim_ids(store)
+    [early] = await store.record_receipts(
+        [replace(receipt("4242", connection=CONN_B, at=T0 + 19), receipt_group="acct")]
+    )
+    assert early.message_id is None
+    await store.record_submits([replace(submitted(message_id, "4242"), receipt_group="acct")])
+    rec = await record(store, message_id)
+    assert rec.status is MessageStatus.DELIVERED
+    late = [e for e in rec.events if e.kind == "receipt"]
+    assert [(e.connection, e.detail["arrived_before_submit"]) for e in late] == [(CONN_B, True)]
 
 
 async def test_receipt_before_submit_is_applied_by_the_submit(store: Store) -> None:
