@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
@@ -121,6 +122,8 @@ class InboundHandler:
             receipt = receipt_from_deliver(
                 esm_class, data_coding, short_message, tlvs, self._name, time.time()
             )
+            if receipt is not None and self._settings.receipt_group:
+                receipt = replace(receipt, receipt_group=self._settings.receipt_group)
         except ReceiptError:
             self._counters.receipts_malformed += 1
             self._metrics.receipts_malformed.inc()

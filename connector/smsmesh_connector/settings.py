@@ -93,6 +93,8 @@ class ConnectorSettings:
     # With a GSM7 default: send Latin-1 texts as data_coding 3 instead of UCS-2.
     allow_latin1: bool = False
     registered_delivery: bool = True
+    # Receipts are matched across every connection with the same group (empty: none).
+    receipt_group: str = ""
     service_type: str = ""
     addressing: Addressing = field(default_factory=Addressing)
     max_attempts: int = 5
@@ -197,6 +199,7 @@ def settings_from_connection(
         long_messages=SplitMode(submit.long_messages.value),
         default_alphabet=Encoding(submit.default_encoding.value),
         registered_delivery=submit.registered_delivery,
+        receipt_group=spec.receipt_group or "",
         service_type=submit.service_type,
         addressing=Addressing(
             source_ton=_policy(submit.source_ton),

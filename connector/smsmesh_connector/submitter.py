@@ -502,6 +502,7 @@ class Submitter:
             retry_at=retry_at,
             failover=failover,
             trace_context=trace_context or {},
+            receipt_group=self._settings.receipt_group,
         )
 
     def _requeue(

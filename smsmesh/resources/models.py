@@ -570,6 +570,12 @@ class SmppConnectionSpec(_Wire):
     reconnect: Reconnect = Field(default_factory=Reconnect)
     submit: Submit = Field(default_factory=Submit)
     inbound: ConnectionInbound = Field(default_factory=ConnectionInbound)
+    receipt_group: ResourceName | None = Field(
+        default=None,
+        description="SmppConnections naming the same group share their delivery receipts: "
+        "a receipt arriving on any of their binds matches a message submitted on any "
+        "other (binds of one SMSC account, e.g. a transmitter and a receiver)",
+    )
 
     @model_validator(mode="after")
     def _inbound_needs_receiving_bind(self) -> SmppConnectionSpec:

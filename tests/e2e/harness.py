@@ -92,9 +92,32 @@ def resources_yaml(
     tps: float | None = None,
     window: int = 10,
     long_messages: str = "udh8",
-    extra_connections: int = 0,
+    bind_type: str = "transceiver",
+    receipt_group: str | None = None,
+    receiver: bool = False,
 ) -> str:
+    """Resources for connection `sim` (and, with `receiver`, a receiver-only `sim-rx`
+    bind of the same SMSC account in the same receipt group)."""
     throughput = f"{{tps: {tps}, window: {window}}}" if tps else f"{{window: {window}}}"
+    group = f"\n  receiptGroup: {receipt_group}" if receipt_group else ""
+    # MOs need a bind that receives: the transmitter leaves them to the receiver.
+    inbound = "\n  inbound: {application: app}" if bind_type != "transmitter" else ""
+    rx = (
+        f"""
+---
+apiVersion: smsmesh.io/v1alpha1
+kind: SmppConnection
+metadata: {{name: sim-rx}}
+spec:
+  host: 127.0.0.1
+  port: {sim_port}
+  credentialsSecretRef: {{name: smsc-credentials}}
+  bindType: receiver
+  reconnect: {{initialDelaySeconds: 0.1, maxDelaySeconds: 1}}
+  inbound: {{application: app}}{group}"""
+        if receiver
+        else ""
+    )
     return f"""
 apiVersion: v1
 kind: Secret
@@ -117,7 +140,7 @@ spec:
   keepAlive: {{enquireLinkSeconds: 5, responseTimeoutSeconds: 5}}
   reconnect: {{initialDelaySeconds: 0.1, maxDelaySeconds: 1}}
   submit: {{longMessages: {long_messages}, retryDelaySeconds: 0.2}}
-  inbound: {{application: app}}
+  bindType: {bind_type}{inbound}{group}{rx}
 ---
 apiVersion: smsmesh.io/v1alpha1
 kind: SmsApplication
@@ -156,6 +179,9 @@ class Gateway:
     tps: float | None = None
     window: int = 10
     long_messages: str = "udh8"
+    bind_type: str = "transceiver"
+    receipt_group: str | None = None
+    receiver: bool = False  # also a receiver-only connection `sim-rx` (start_connector)
     router_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)  # the connector's /metrics
     env: dict[str, str] = field(default_factory=dict)  # extra environment for both processes
@@ -183,6 +209,9 @@ class Gateway:
                 tps=self.tps,
                 window=self.window,
                 long_messages=self.long_messages,
+                bind_type=self.bind_type,
+                receipt_group=self.receipt_group,
+                receiver=self.receiver,
             )
         )
 
@@ -224,18 +253,19 @@ class Gateway:
         await self._spawn(proc)
         await self.wait_http_ready()
 
-    async def start_connector(self) -> None:
+    async def start_connector(self, connection: str = "sim") -> None:
+        """The connector of `connection`; process "connector" for `sim`, else its name."""
         proc = self._proc(
-            "connector",
+            "connector" if connection == "sim" else connection,
             "connector",
             "--resources",
             str(self.folder),
             "--connection",
-            "sim",
+            connection,
             "--store",
             self.store_url,
             "--metrics-port",
-            str(self.metrics_port),
+            str(self.metrics_port if connection == "sim" else 0),
         )
         await self._spawn(proc)
 
@@ -268,7 +298,7 @@ class Gateway:
             return await proc.process.wait()
 
     async def stop(self) -> None:
-        for name in ("router", "connector"):
+        for name in ("router", *(n for n in self.procs if n != "router")):
             proc = self.procs.get(name)
             if proc is None or proc.process is None or proc.process.returncode is not None:
                 continue

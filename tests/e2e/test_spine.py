@@ -165,3 +165,23 @@ async def test_failing_webhook_is_retried_until_it_succeeds(
     message = await gateway.message(body["id"])
     webhook_events = [e for e in message["events"] if e["kind"].startswith("webhook")]
     assert len(webhook_events) >= 3, message["events"]  # two failures, one delivery
+
+
+async def test_receipts_on_a_receiver_bind_finish_messages_sent_on_a_transmitter(
+    make_gateway: GatewayFactory, hooks: WebhookReceiver
+) -> None:
+    """Two SmppConnections of one SMSC account in one receipt group: `sim` only
+    transmits, `sim-rx` only receives, and the simulator sends every receipt to the
+    receiver bind, as SMSCs do for split binds."""
+    gateway = await make_gateway(bind_type="transmitter", receipt_group="acct", receiver=True)
+    await gateway.start_connector("sim-rx")
+    await gateway.sim.wait_sessions(2)
+    status, body = await gateway.send({"to": "+31612345678", "text": "split binds"})
+    assert status == 202, body
+    calls = await hooks.wait_for(final_for({body["id"]}), timeout=30)
+    [call] = [c for c in calls if c.path == "/status" and c.body["id"] == body["id"]]
+    assert call.body["status"] == "delivered", gateway.logs()
+    message = await gateway.message(body["id"])
+    receipts = [e for e in message["events"] if e["kind"] == "receipt"]
+    assert [e["connection"] for e in receipts] == ["sim-rx"]
+    assert message["connection"] == "sim"
