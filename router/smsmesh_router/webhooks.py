@@ -38,7 +38,7 @@ class WebhookPolicy:
     max_delay: float = 600.0
     lease: float = 60.0
     concurrency: int = 64  # deliveries in flight at once
-    idle_poll: float = 0.2
+    idle_poll: float = 1.0  # a safety net: new jobs wake the dispatcher at once
 
 
 def retry_delay(policy: WebhookPolicy, failed_attempts: int) -> float:
@@ -121,9 +121,15 @@ class WebhookDispatcher:
                 self._slot_freed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._slot_freed.wait(), self._policy.idle_poll)
-            elif len(jobs) < free:  # drained: look again after the poll interval
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._policy.idle_poll)
+            elif len(jobs) < free:
+                # Drained: look again when a write adds a job (a receipt finished a
+                # message), or after the poll interval for retries coming due.
+                try:
+                    await self._store.wait_for_webhooks(self._policy.idle_poll)
+                except Exception:
+                    log.exception("waiting for webhook jobs failed; polling")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), self._policy.idle_poll)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

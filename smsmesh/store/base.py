@@ -43,6 +43,10 @@ from smsmesh.model import (
     WebhookResult,
 )
 
+# The wake-up name for "a webhook job may be due": not a connection name (those are
+# Kubernetes names, which never contain '@'), so it cannot collide with one.
+WEBHOOK_WAKE = "@webhooks"
+
 
 class StoreError(Exception):
     """The store could not do what was asked (connection lost, disk full, ...)."""
@@ -144,6 +148,14 @@ class Store(abc.ABC):
         backend must not busy-poll: it waits on a notification (LISTEN/NOTIFY, a
         datagram socket, ...), with `timeout` as the safety net.
         """
+
+    async def wait_for_webhooks(self, timeout: float) -> bool:
+        """Return when a new webhook job may be due (True) or after `timeout` (False).
+
+        Every write that adds a webhook job sends this wake-up once it committed, so a
+        dispatcher sends a receipt's webhook at once instead of on its next poll.
+        """
+        return await self.wait_for_work(WEBHOOK_WAKE, timeout)
 
     @abc.abstractmethod
     async def record_submits(self, reports: Sequence[SubmitReport]) -> None:

@@ -60,7 +60,7 @@ from smsmesh.model import (
 )
 from smsmesh.store import postgres_engine as engine
 from smsmesh.store import postgres_search
-from smsmesh.store.base import Store, StoreError
+from smsmesh.store.base import WEBHOOK_WAKE, Store, StoreError
 from smsmesh.store.postgres_config import PgSettings, parse_url, redact_url
 from smsmesh.store.postgres_listen import Listener, channel_name
 from smsmesh.store.postgres_receipts import Correlator
@@ -322,7 +322,9 @@ class PostgresStore(Store):
         total = 0
         async with self._conn() as conn:
             while True:  # bounded transactions; ends when a batch finds less than it may
-                count = await engine.expire_batch(conn, now, receipt_grace)
+                count = await engine.expire_batch(
+                    conn, now, receipt_grace, self.channel(WEBHOOK_WAKE)
+                )
                 total += count
                 if count < engine.EXPIRE_BATCH:
                     break
@@ -389,13 +391,13 @@ class PostgresStore(Store):
             return []
         async with self._conn() as conn, conn.transaction():
             results, changes = await self._correlator.record(conn, self._schema, receipts)
-            await changes.flush(conn)
+            await changes.flush(conn, self.channel(WEBHOOK_WAKE))
         return results
 
     async def record_inbound(self, messages: Sequence[InboundMessage]) -> None:
         if messages:
             async with self._conn() as conn:
-                await engine.record_inbound(conn, messages)
+                await engine.record_inbound(conn, messages, self.channel(WEBHOOK_WAKE))
 
     async def publish_connection_state(self, state: ConnectionState) -> None:
         async with self._relaxed() as conn:

@@ -39,7 +39,7 @@ from smsmesh.model import (
     WebhookResult,
 )
 from smsmesh.smpp.receipt import id_candidates
-from smsmesh.store.base import StoreError
+from smsmesh.store.base import WEBHOOK_WAKE, StoreError
 from smsmesh.store.postgres_receipts import (
     PART_COLUMNS,
     apply_orphans,
@@ -250,7 +250,9 @@ SELECT {columns} FROM messages JOIN picked USING (id)
 EXPIRE_BATCH = 2000
 
 
-async def expire_batch(conn: Conn, now: float, receipt_grace: float) -> int:
+async def expire_batch(
+    conn: Conn, now: float, receipt_grace: float, webhook_channel: str = ""
+) -> int:
     """Expire up to EXPIRE_BATCH queued and as many submitted messages; one transaction."""
     changes = Changes()
     count = 0
@@ -277,7 +279,7 @@ async def expire_batch(conn: Conn, now: float, receipt_grace: float) -> int:
                     parts=parts.get(msg.id, ()),
                 )  # fmt: skip
             count += len(rows)
-        await changes.flush(conn)
+        await changes.flush(conn, webhook_channel)
     return count
 
 
@@ -382,7 +384,7 @@ class SubmitRules:
                 log.warning("submit report for unknown message %s ignored", report.message_id)
                 continue
             self._one(msg, report, orphans)
-        await self.changes.flush(conn)
+        await self.changes.flush(conn, self._channel(WEBHOOK_WAKE))
 
     def _one(self, msg: MessageRow, report: SubmitReport, orphans: Any) -> None:
         detail: dict[str, Any] = {"outcome": report.outcome.value}
@@ -514,7 +516,9 @@ SELECT count(*) FROM inserted
 """
 
 
-async def record_inbound(conn: Conn, messages: Sequence[InboundMessage]) -> None:
+async def record_inbound(
+    conn: Conn, messages: Sequence[InboundMessage], webhook_channel: str = ""
+) -> None:
     unique: dict[str, InboundMessage] = {}
     for m in messages:
         unique.setdefault(m.id, m)  # the same MO twice in one batch: the first counts
@@ -541,6 +545,9 @@ async def record_inbound(conn: Conn, messages: Sequence[InboundMessage]) -> None
         for column, value in zip(columns, values, strict=True):
             column.append(value)
     await conn.execute(_INBOUND, *columns)
+    if webhook_channel and any(m.webhook_url for m in unique.values()):
+        # After the statement committed, so the dispatcher it wakes finds the jobs.
+        await conn.execute("SELECT pg_notify($1, '')", webhook_channel)
 
 
 async def publish_connection_state(conn: Conn, state: ConnectionState) -> None:

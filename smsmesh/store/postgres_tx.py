@@ -114,8 +114,11 @@ class Changes:
             or self.new_orphans or self.used_orphans or self.wake
         )  # fmt: skip
 
-    async def flush(self, conn: Conn) -> None:
-        """Write everything collected, in one statement (one round trip)."""
+    async def flush(self, conn: Conn, webhook_channel: str = "") -> None:
+        """Write everything collected, in one statement (one round trip); notify
+        `webhook_channel` (at commit) when webhook jobs were added."""
+        if self.webhooks and webhook_channel:
+            self.wake.add(webhook_channel)
         if self:
             sql, args = self.statement()
             await conn.execute(sql, *args)

@@ -35,7 +35,7 @@ from smsmesh.model import (
     WebhookResult,
 )
 from smsmesh.smpp.receipt import id_candidates
-from smsmesh.store.base import StoreError
+from smsmesh.store.base import WEBHOOK_WAKE, StoreError
 from smsmesh.store.rules import (
     State,
     canonical_smsc_id,
@@ -570,6 +570,7 @@ class Engine:
                         (WebhookKind.INBOUND.value, m.webhook_url, dumps(payload), m.id,
                          m.received_at, dumps(m.trace_context), m.received_at, m.received_at),
                     )  # fmt: skip
+                    tx.wake.add(WEBHOOK_WAKE)
 
     def publish_connection_state(self, state: ConnectionState) -> None:
         with self._write(durable=False) as tx:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from smsmesh.model import MessageStatus, WebhookKind
+from smsmesh.store.base import WEBHOOK_WAKE
 from smsmesh.store.rules import dumps, status_payload
 
 
@@ -113,3 +114,4 @@ def finalize(
         (WebhookKind.STATUS.value, callback_url, dumps(payload), message_id, at,
          trace_context, at, at),
     )  # fmt: skip
+    tx.wake.add(WEBHOOK_WAKE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from storekit import CALLBACK, CONN, T0, Backend, receipt, record, submit_new
 
@@ -173,3 +175,18 @@ async def test_the_same_inbound_message_twice_makes_one_job(store: Store) -> Non
     await store.record_inbound([inbound("mo-3", MO_URL), inbound("mo-4", MO_URL)])
     jobs = await claim(store, T0 + 100)
     assert sorted(j.message_id for j in jobs) == ["mo-3", "mo-4"]
+
+
+async def test_a_new_webhook_job_wakes_a_waiting_dispatcher(backend: Backend) -> None:
+    """The router and the connector are separate stores: the connector's receipt write
+    that adds a job wakes the router's wait, long before its timeout."""
+    router, connector = await backend.open(), await backend.open()
+    await router.wait_for_webhooks(0.01)  # listening from here on
+    assert await router.wait_for_webhooks(0.2) is False  # nothing yet
+    waiter = asyncio.create_task(router.wait_for_webhooks(30))
+    message_id = await delivered_with_callback(connector)
+    started = asyncio.get_running_loop().time()
+    assert await asyncio.wait_for(waiter, 30) is True
+    assert asyncio.get_running_loop().time() - started < 10, "woken by the timeout, not the job"
+    [job] = await claim(router, T0 + 40)
+    assert job.message_id == message_id
