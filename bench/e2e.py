@@ -699,6 +699,13 @@ async def tracing_overhead(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def cpu_per_message(run: dict[str, Any]) -> float:
+    """CPU seconds of every process of a run (load generator excluded) per message."""
+    messages = run.get("accepted", run.get("messages", 0))
+    cpu = sum(v for k, v in run["cpu_seconds"].items() if k != "load_generator")
+    return float(cpu) / messages if messages else float("nan")
+
+
 async def receipts_cost(
     args: argparse.Namespace, throughput: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 ) -> dict[str, Any]:
@@ -714,11 +721,13 @@ async def receipts_cost(
             print(f"receipts {label} (round {round_no + 1}) ...", flush=True)
             runs[label].append(await throughput(sim_options))
     best = {k: max(v, key=lambda r: r["submitted_per_s"]) for k, v in runs.items()}
+    cpu = {k: min(cpu_per_message(r) for r in v) for k, v in runs.items()}
     return {
         "rounds": runs,
         "ratio_instant_vs_off": round(
             best["instant"]["submitted_per_s"] / best["off"]["submitted_per_s"], 3
         ),
+        "cpu_per_message_us": {k: round(v * 1e6, 1) for k, v in cpu.items()},
     }
 
 
@@ -790,6 +799,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             tp["submitted_per_s"] / results["baseline"]["submitted_per_s"], 3
         ),
         "receipts_vs_throughput": round(rc["submitted_per_s"] / tp["submitted_per_s"], 3),
+        # Steadier than throughput on a shared machine: CPU per message, all processes.
+        "receipts_cpu_per_message_vs_throughput": round(
+            cpu_per_message(rc) / cpu_per_message(tp), 3
+        ),
     }
     results["tracing"] = await tracing_overhead(args)
     return results
