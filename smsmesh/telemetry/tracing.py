@@ -104,7 +104,10 @@ def setup_tracing(default_service_name: str, **resource: str) -> bool:
     )
     if not named:
         attributes["service.name"] = default_service_name
-    provider = TracerProvider(resource=Resource.create(attributes))  # sampler from env
+    created = Resource.create(attributes)
+    provider = TracerProvider(  # the sampler comes from the environment
+        resource=_hashed_once(Resource)(created.attributes, created.schema_url)
+    )
     exporters: list[SpanExporter] = []
     for name in _exporters():
         if name == "otlp" and _endpoint() is not None:
@@ -132,6 +135,25 @@ def setup_tracing(default_service_name: str, **resource: str) -> bool:
     _sampling_tracer = _ParentBasedTracer(_tracer) if _parent_based() else _tracer
     log.info("tracing: exporting spans (%s)", ", ".join(type(e).__name__ for e in exporters))
     return True
+
+
+def _hashed_once(base: type[Any]) -> type[Any]:
+    """`base` (the SDK's Resource) with its hash computed once.
+
+    The OTLP encoder groups spans by resource and so hashes the resource of every span
+    it encodes; the SDK computes that hash by serialising all resource attributes to
+    sorted JSON each time. A resource never changes after creation.
+    """
+
+    class HashedOnce(base):  # type: ignore[misc]
+        _cached_hash: int | None = None
+
+        def __hash__(self) -> int:
+            if self._cached_hash is None:
+                self._cached_hash = super().__hash__()
+            return self._cached_hash
+
+    return HashedOnce
 
 
 def shutdown_tracing() -> None:
