@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -44,29 +42,21 @@ def _load_k8s_conftest() -> object:
 _k8s = _load_k8s_conftest()
 kube_binaries = _k8s.kube_binaries  # type: ignore[attr-defined]
 kube_apiserver = _k8s.kube_apiserver  # type: ignore[attr-defined]
-run_script = _k8s.run_script  # type: ignore[attr-defined]
-last_lines = _k8s.last_lines  # type: ignore[attr-defined]
+tool_from_script = _k8s.tool_from_script  # type: ignore[attr-defined]
 
 _HELM = pytest.StashKey["Path | str"]()
 
 
 def _locate_or_install() -> Path | str:
     """The helm binary, installing it if needed; or the reason to skip."""
-    if os.environ.get("SMSMESH_SKIP_HELM") == "1":
-        return "SMSMESH_SKIP_HELM=1 is set: not installing helm"
-    check = run_script(HELM_SCRIPT, "--check", timeout=CHECK_TIMEOUT_S)
-    if check.returncode == 0:
-        return Path(check.stdout.strip())
-    if shutil.which("go") is None:
-        return "helm is not installed yet and Go is not installed, so hack/helm.sh cannot build it"
-    try:
-        install = run_script(HELM_SCRIPT, timeout=INSTALL_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return f"hack/helm.sh did not finish within {INSTALL_TIMEOUT_S:.0f} s"
-    if install.returncode != 0:
-        tail = last_lines(install.stderr)
-        return f"hack/helm.sh failed (exit {install.returncode}):\n{tail}"
-    return Path(install.stdout.strip().splitlines()[-1])
+    return tool_from_script(  # type: ignore[no-any-return]
+        HELM_SCRIPT,
+        skip_env="SMSMESH_SKIP_HELM",
+        skip_reason="not installing helm",
+        without_go="helm is not installed yet and Go is not installed, "
+        "so hack/helm.sh cannot build it",
+        timeout=INSTALL_TIMEOUT_S,
+    )
 
 
 def _helm(config: pytest.Config) -> Path | str:

@@ -42,7 +42,7 @@ def last_lines(text: str, count: int = 8) -> str:
 
 def run_script(script: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     """Run a hack/ build script; on timeout kill its whole process group (go and its
-    compilers). tests/helm uses it for hack/helm.sh too."""
+    compilers)."""
     proc = subprocess.Popen(
         [str(script), *args],
         stdin=subprocess.DEVNULL,
@@ -60,25 +60,39 @@ def run_script(script: Path, *args: str, timeout: float) -> subprocess.Completed
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def _locate_or_build() -> Path | str:
-    """The bin directory, building it if needed; or a one-paragraph reason to skip."""
-    if os.environ.get("SMSMESH_SKIP_KUBE") == "1":
-        return "SMSMESH_SKIP_KUBE=1 is set: not building or starting kube-apiserver/etcd"
-    check = run_script(BUILD_SCRIPT, "--check", timeout=CHECK_TIMEOUT_S)
+def tool_from_script(
+    script: Path, *, skip_env: str, skip_reason: str, without_go: str, timeout: float
+) -> Path | str:
+    """What a hack/ build script prints last (a binary or bin directory), building it if
+    `--check` finds nothing cached; or a one-paragraph reason to skip. tests/helm uses it
+    for hack/helm.sh too."""
+    if os.environ.get(skip_env) == "1":
+        return f"{skip_env}=1 is set: {skip_reason}"
+    check = run_script(script, "--check", timeout=CHECK_TIMEOUT_S)
     if check.returncode == 0:
         return Path(check.stdout.strip())
     if shutil.which("go") is None:
-        return (
-            "kube-apiserver/etcd are not built yet and Go is not installed, "
-            f"so {BUILD_SCRIPT.relative_to(HERE.parents[1])} cannot build them"
-        )
+        return without_go
+    name = script.relative_to(HERE.parents[1])
     try:
-        build = run_script(BUILD_SCRIPT, timeout=BUILD_TIMEOUT_S)
+        build = run_script(script, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return f"hack/build-kube.sh did not finish within {BUILD_TIMEOUT_S:.0f} s"
+        return f"{name} did not finish within {timeout:.0f} s"
     if build.returncode != 0:
-        return f"hack/build-kube.sh failed (exit {build.returncode}):\n{last_lines(build.stderr)}"
+        return f"{name} failed (exit {build.returncode}):\n{last_lines(build.stderr)}"
     return Path(build.stdout.strip().splitlines()[-1])
+
+
+def _locate_or_build() -> Path | str:
+    """The bin directory, building it if needed; or a one-paragraph reason to skip."""
+    return tool_from_script(
+        BUILD_SCRIPT,
+        skip_env="SMSMESH_SKIP_KUBE",
+        skip_reason="not building or starting kube-apiserver/etcd",
+        without_go="kube-apiserver/etcd are not built yet and Go is not installed, "
+        f"so {BUILD_SCRIPT.relative_to(HERE.parents[1])} cannot build them",
+        timeout=BUILD_TIMEOUT_S,
+    )
 
 
 def _binaries(config: pytest.Config) -> Path | str:
