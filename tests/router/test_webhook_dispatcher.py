@@ -20,6 +20,7 @@ from smsmesh.model import (
 )
 from smsmesh.store import SqliteStore
 from smsmesh_router.webhooks import WebhookDispatcher, WebhookPolicy
+from tests.e2e.harness import serve_on_loopback
 
 CONN = "conn-a"
 FAST = WebhookPolicy(base_delay=0.05, max_delay=0.2, max_attempts=3, idle_poll=0.02)
@@ -71,11 +72,7 @@ async def test_failed_attempts_are_retried_until_delivered(store: SqliteStore) -
 
     app = web.Application()
     app.router.add_post("/status", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_on_loopback(app)
     dispatcher = WebhookDispatcher(store, FAST)
     await dispatcher.start()
     try:
