@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from smsmesh.model import MessageStatus, Receipt, WebhookKind
 from smsmesh.smpp.receipt import id_candidates
-from smsmesh.store.rules import dumps, status_payload
+from smsmesh.store.rules import TimelineRows, dumps, status_payload
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -72,7 +72,7 @@ class PartRow:
 
 
 @dataclass(slots=True)
-class Changes:
+class Changes(TimelineRows):
     """Everything one transaction will write, in the order it happened."""
 
     messages: dict[str, MessageRow] = field(default_factory=dict)
@@ -83,18 +83,6 @@ class Changes:
     new_orphans: list[Receipt] = field(default_factory=list)
     used_orphans: set[int] = field(default_factory=set)
     wake: set[str] = field(default_factory=set)  # channel names
-
-    def event(
-        self,
-        message_id: str,
-        at: float,
-        kind: str,
-        status: MessageStatus | None = None,
-        connection: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        status_value = status.value if status is not None else None
-        self.events.append((message_id, at, kind, status_value, connection, dumps(detail or {})))
 
     def touch(self, row: MessageRow) -> None:
         self.messages[row.id] = row

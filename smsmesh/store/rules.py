@@ -31,6 +31,26 @@ def dumps(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+class TimelineRows:
+    """The timeline events a write collects, as rows of the events table's columns
+    (message_id, at, kind, status, connection, detail): one shape on every backend."""
+
+    __slots__ = ()
+    events: list[tuple[str, float, str, str | None, str | None, str]]
+
+    def event(
+        self,
+        message_id: str,
+        at: float,
+        kind: str,
+        status: MessageStatus | None = None,
+        connection: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        status_value = status.value if status is not None else None
+        self.events.append((message_id, at, kind, status_value, connection, dumps(detail or {})))
+
+
 class State(StrEnum):
     """A message's internal state; final states share their value with `MessageStatus`."""
 

@@ -13,33 +13,21 @@ from typing import Any
 
 from smsmesh.model import MessageStatus, WebhookKind
 from smsmesh.store.base import WEBHOOK_WAKE
-from smsmesh.store.rules import dumps, status_payload
+from smsmesh.store.rules import TimelineRows, dumps, status_payload
 
 
 def qmarks(n: int) -> str:
     return ",".join("?" * n)
 
 
-class Tx:
+class Tx(TimelineRows):
     """One write transaction: the connection plus what to do once it committed."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.events: list[tuple[Any, ...]] = []
+        self.events = []
         self.wake: set[str] = set()
         self.orphans_possible: bool | None = None
-
-    def event(
-        self,
-        message_id: str,
-        at: float,
-        kind: str,
-        status: MessageStatus | None = None,
-        connection: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        status_value = status.value if status is not None else None
-        self.events.append((message_id, at, kind, status_value, connection, dumps(detail or {})))
 
 
 INSERT_EVENT = (
