@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -123,7 +124,7 @@ class WriteBehind(Generic[T]):
         self.failures = 0
         self._queued = 0  # items ever put
         self._written = 0  # items ever written
-        self._barriers: list[tuple[int, asyncio.Future[None]]] = []
+        self._barriers: deque[tuple[int, asyncio.Future[None]]] = deque()
 
     def put(self, item: T) -> None:
         self._pending.append(item)
@@ -151,14 +152,12 @@ class WriteBehind(Generic[T]):
         return future
 
     def _release_barriers(self) -> None:
-        waiting = []
-        for target, future in self._barriers:
-            if target <= self._written:
-                if not future.done():
-                    future.set_result(None)
-            elif not future.done():
-                waiting.append((target, future))
-        self._barriers = waiting
+        # Barriers are added with a growing target, so the due ones are at the front.
+        barriers = self._barriers
+        while barriers and barriers[0][0] <= self._written:
+            future = barriers.popleft()[1]
+            if not future.done():  # a waiter that gave up cancelled it
+                future.set_result(None)
 
     async def close(self) -> None:
         self._closing = True

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from opentelemetry import context as otel_context
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, SpanKind
 
 from smsmesh.batching import Batcher
 from smsmesh.model import InboundMessage, Receipt, ReceiptMatch, new_message_id
@@ -156,9 +156,11 @@ class InboundHandler:
         submitted_at = tracing.submitted_at(match.trace_context)
         latency = None if submitted_at is None else receipt.at - submitted_at
         self._metrics.receipt(receipt.state.value, latency)
-        if tracing.enabled() and not tracing.unsampled(match.trace_context):
+        if tracing.enabled():
+            links = tracing.link_to(match.trace_context)
             # A message whose trace was not sampled gets no receipt span either.
-            self._receipt_span(match, started)
+            if not links or links[0].context.trace_flags.sampled:
+                self._receipt_span(match, started, links)
         return OK
 
     def _deliver_sm_attributes(self) -> dict[str, str | int]:
@@ -169,7 +171,7 @@ class InboundHandler:
             tracing.SERVER_PORT: self._settings.port,
         }
 
-    def _receipt_span(self, match: ReceiptMatch, started: int) -> None:
+    def _receipt_span(self, match: ReceiptMatch, started: int, links: list[Link]) -> None:
         """The receipt as a span of a new trace, linked to the submit span it answers.
 
         SMPP carries no trace context and a receipt may come hours after its submit,
@@ -196,7 +198,7 @@ class InboundHandler:
             context=otel_context.Context(),  # a new trace
             kind=SpanKind.CONSUMER,
             attributes=attributes,
-            links=tracing.link_to(match.trace_context),
+            links=links,
             start_time=started,
         )
         span.end()

@@ -322,12 +322,6 @@ def link_to(carrier: Mapping[str, str] | None) -> list[Link]:
     return [Link(span_context)] if span_context.is_valid else []
 
 
-def unsampled(carrier: Mapping[str, str] | None) -> bool:
-    """Whether a carrier names a span that was explicitly not sampled (flags 00)."""
-    span_context = trace.get_current_span(extract(carrier)).get_span_context()
-    return span_context.is_valid and not span_context.trace_flags.sampled
-
-
 def submitted_at(carrier: Mapping[str, str] | None) -> float | None:
     """The submit time the connector stored with the message, if any."""
     if not carrier or SUBMITTED_AT not in carrier:
