@@ -13,8 +13,8 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal, TypeVar
 
 from smsmesh.model import (
     AcceptResult,
@@ -57,6 +57,7 @@ from smsmesh.store.wakeup import WakeupSender
 log = logging.getLogger(__name__)
 
 Synchronous = Literal["FULL", "NORMAL"]
+T = TypeVar("T")
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -94,17 +95,7 @@ class Engine:
         switching the journal mode needs the file to itself. Such an open is retried
         with short pauses until `busy_timeout` has passed.
         """
-        deadline = time.monotonic() + self._busy_timeout
-        pause = 0.005
-        while True:
-            try:
-                self._conn = self._connect()
-                return
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() + pause > deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(0.2, pause * 2)
+        self._conn = self._while_busy(self._connect, first_pause=0.005, max_pause=0.2)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -149,21 +140,25 @@ class Engine:
         """
         conn.execute("PRAGMA busy_timeout = 0")
         try:
-            delay = 0.0002
-            deadline = time.monotonic() + self._busy_timeout
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc):
-                        raise
-                    if time.monotonic() > deadline:
-                        raise
-                time.sleep(delay)
-                delay = min(0.0005, delay * 2)
+            self._while_busy(
+                lambda: conn.execute("BEGIN IMMEDIATE"), first_pause=0.0002, max_pause=0.0005
+            )
         finally:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+
+    def _while_busy(self, attempt: Callable[[], T], *, first_pause: float, max_pause: float) -> T:
+        """`attempt()`, tried again after doubling pauses while another connection holds
+        what it needs (SQLITE_BUSY / SQLITE_LOCKED), for up to `busy_timeout`."""
+        deadline = time.monotonic() + self._busy_timeout
+        pause = first_pause
+        while True:
+            try:
+                return attempt()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(max_pause, pause * 2)
 
     def _set_synchronous(self, conn: sqlite3.Connection, durable: bool) -> None:
         level = self._synchronous if durable else "NORMAL"
