@@ -518,6 +518,21 @@ async def run_gateway(
     return out
 
 
+async def steady_500(args: argparse.Namespace, **options: Any) -> dict[str, Any]:
+    """The latency run: a steady 500 messages/s for `--steady-seconds`, an instant
+    receipt per message, webhooks back to this process."""
+    run = await run_gateway(
+        messages=args.steady_seconds * 500,
+        concurrency=64,
+        rate=500.0,
+        sim_options={"receipt_delay": 0.0},
+        webhooks=True,
+        **options,
+    )
+    run.pop("_arrivals")
+    return run
+
+
 async def wait_drained(sim: SimulatorProcess, messages: int) -> None:
     """Wait until the simulator has received every message."""
     async with asyncio.timeout(180):
@@ -647,15 +662,7 @@ async def tracing_overhead(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 tp.pop("_arrivals")
                 print(f"tracing {label} (round {round_no + 1}): steady 500/s ...", flush=True)
-                lat = await run_gateway(
-                    messages=args.steady_seconds * 500,
-                    concurrency=64,
-                    rate=500.0,
-                    sim_options={"receipt_delay": 0.0},
-                    webhooks=True,
-                    env=env,
-                )
-                lat.pop("_arrivals")
+                lat = await steady_500(args, env=env)
                 rounds[label].append({"throughput": tp, "latency_500": lat})
     finally:
         await sink.stop()
@@ -767,28 +774,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     print("receipts: the same with an instant receipt per message ...", flush=True)
     rc = await throughput({"receipt_delay": 0.0})
     print("latency: steady 500 messages/s with receipts and webhooks ...", flush=True)
-    lat = await run_gateway(
-        messages=args.steady_seconds * 500,
-        concurrency=64,
-        rate=500.0,
-        sim_options={"receipt_delay": 0.0},
-        webhooks=True,
-    )
+    lat = await steady_500(args)
     print("latency, synchronous=FULL: the same with a disk flush per commit ...", flush=True)
-    lat_full = await run_gateway(
-        messages=args.steady_seconds * 500,
-        concurrency=64,
-        rate=500.0,
-        sim_options={"receipt_delay": 0.0},
-        webhooks=True,
-        store_options="?synchronous=FULL",
-    )
+    lat_full = await steady_500(args, store_options="?synchronous=FULL")
     print("tps: limit 200 with a backlog, 10 s ...", flush=True)
     tps = await run_gateway(
         messages=2400, concurrency=64, tps=200.0, sim_options={"receipts_enabled": False}
     )
-    for r in (lat, lat_full):
-        r.pop("_arrivals")
     results["throughput"] = tp
     results["receipts"] = rc
     results["latency_500"] = lat
