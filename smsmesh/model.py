@@ -181,7 +181,7 @@ class Receipt:
     receipt_group: str = ""  # the receiving connection's receipt group, if any
 
     @property
-    def scope(self) -> str:
+    def receipt_scope(self) -> str:
         """The submits this receipt may belong to (see `receipt_scope`)."""
         return receipt_scope(self.connection, self.receipt_group)
 

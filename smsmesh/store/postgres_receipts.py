@@ -117,8 +117,8 @@ class Correlator:
         results = [ReceiptMatch(r, None, None, None) for r in receipts]
         if not keyed:
             return results, changes
-        await lock_connections(conn, schema, (r.scope for _, r, _ in keyed))
-        probe = [(i, r.scope, key) for i, r, cands in keyed for key in cands]
+        await lock_connections(conn, schema, (r.receipt_scope for _, r, _ in keyed))
+        probe = [(i, r.receipt_scope, key) for i, r, cands in keyed for key in cands]
         found = await conn.fetch(
             """SELECT DISTINCT q.ord, k.message_id, k.part
                FROM unnest($1::int[], $2::text[], $3::text[]) AS q(ord, connection, key)
@@ -140,7 +140,7 @@ class Correlator:
             if not rows:
                 changes.new_orphans.append(receipt)
                 continue
-            part = self._choose(receipt.scope, cands[0], rows)
+            part = self._choose(receipt.receipt_scope, cands[0], rows)
             msg = messages[part.message_id]
             status = apply_receipt(changes, msg, parts[msg.id], part, receipt, late=False)
             trace_context = json.loads(msg.trace_context)

@@ -194,7 +194,7 @@ class Changes(TimelineRows):
             # Keys go under the receipt's scope; an orphan is told apart by its smsc id
             # and the connection it arrived on.
             keys: list[tuple[Any, ...]] = sorted(
-                {(r.smsc_message_id, r.connection, r.scope, key) for r in self.new_orphans
+                {(r.smsc_message_id, r.connection, r.receipt_scope, key) for r in self.new_orphans
                  for key in id_candidates(r.smsc_message_id)}
             )  # fmt: skip
             ctes.append(f"""o AS (

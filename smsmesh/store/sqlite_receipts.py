@@ -67,12 +67,12 @@ class ReceiptCorrelator:
                 JOIN parts p ON p.message_id = k.message_id AND p.part = k.part
                 JOIN messages m ON m.id = k.message_id
                 WHERE k.connection = ? AND k.key IN ({qmarks(len(candidates))})""",
-            (receipt.scope, *candidates),
+            (receipt.receipt_scope, *candidates),
         ).fetchall()
         if not rows:
             self._keep_orphan(tx, receipt, candidates)
             return ReceiptMatch(receipt, None, None, None)
-        seen = self._modes.setdefault(receipt.scope, {})
+        seen = self._modes.setdefault(receipt.receipt_scope, {})
         if len(rows) == 1 and has_several_readings(received):
             # An unambiguous match of an id that hex and decimal read differently
             # teaches how this connection's SMSC writes its ids.
@@ -108,7 +108,7 @@ class ReceiptCorrelator:
         )  # fmt: skip
         tx.conn.executemany(
             "INSERT OR IGNORE INTO orphan_keys (connection, key, orphan_id) VALUES (?,?,?)",
-            [(receipt.scope, key, cursor.lastrowid) for key in candidates],
+            [(receipt.receipt_scope, key, cursor.lastrowid) for key in candidates],
         )
         tx.orphans_possible = True
 
