@@ -116,9 +116,9 @@ def setup_tracing(default_service_name: str, **resource: str) -> bool:
             )
             if protocol != "http/protobuf":
                 log.warning("OTLP protocol %r is not supported; using http/protobuf", protocol)
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from smsmesh.telemetry.otlp import OtlpSpanExporter
 
-            exporters.append(OTLPSpanExporter())  # endpoint, headers, timeout from env
+            exporters.append(OtlpSpanExporter())  # endpoint, headers, timeout from env
         elif name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
