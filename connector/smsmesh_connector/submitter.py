@@ -248,14 +248,19 @@ class Submitter:
             f"dispatch {self._name}",
             context=tracing.extract(message.trace_context) if tracing.enabled() else None,
             kind=SpanKind.CONSUMER,
-            attributes={
-                **tracing.message_attributes(message.id),
-                **tracing.messaging_attributes("smsmesh", "process", "dispatch", self._name),
-                "smsmesh.attempt": message.attempts + 1,
-            },
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        **tracing.message_attributes(message.id),
+                        **tracing.messaging_attributes(
+                            "smsmesh", "process", "dispatch", self._name
+                        ),
+                        "smsmesh.attempt": message.attempts + 1,
+                    }
+                )
             try:
                 report = await self._submit(job, session)
             except asyncio.CancelledError:
@@ -355,17 +360,20 @@ class Submitter:
         with tracing.tracer().start_as_current_span(
             f"submit_sm {self._name}",
             kind=SpanKind.CLIENT,
-            attributes={
-                **tracing.message_attributes(message.id),
-                **tracing.messaging_attributes("smpp", "send", "submit_sm", self._name),
-                tracing.SERVER_ADDRESS: settings.host,
-                tracing.SERVER_PORT: settings.port,
-                "smsmesh.part": part,
-                "smsmesh.parts": parts,
-            },
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        **tracing.message_attributes(message.id),
+                        **tracing.messaging_attributes("smpp", "send", "submit_sm", self._name),
+                        tracing.SERVER_ADDRESS: settings.host,
+                        tracing.SERVER_PORT: settings.port,
+                        "smsmesh.part": part,
+                        "smsmesh.parts": parts,
+                    }
+                )
             started = time.perf_counter()
             try:
                 response = await session.request(pdu, timeout)

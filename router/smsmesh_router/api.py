@@ -260,15 +260,19 @@ class MessagesApi:
         # The message enters its connection's queue: a PRODUCER span around the awaited
         # group commit, whose context is stored with the message for the connector.
         with tracer.start_as_current_span(
-            f"accept {decision.targets[0]}",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                **tracing.message_attributes(message_id),
-                **tracing.messaging_attributes("smsmesh", "send", "accept", decision.targets[0]),
-                tracing.ROUTE: decision.route,
-                tracing.APPLICATION: app.name,
-            },
+            f"accept {decision.targets[0]}", kind=SpanKind.PRODUCER
         ) as span:
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        **tracing.message_attributes(message_id),
+                        **tracing.messaging_attributes(
+                            "smsmesh", "send", "accept", decision.targets[0]
+                        ),
+                        tracing.ROUTE: decision.route,
+                        tracing.APPLICATION: app.name,
+                    }
+                )
             message = NewMessage(
                 id=message_id,
                 application=app.name,

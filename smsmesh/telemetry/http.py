@@ -96,7 +96,22 @@ async def tracing_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     resource = request.match_info.route.resource
     template = resource.canonical if resource is not None else None
-    name = f"{request.method} {template}" if template else request.method
+    with tracing.tracer().start_as_current_span(
+        f"{request.method} {template}" if template else request.method,
+        context=tracing.extract(tracing.w3c_headers(request.headers)),
+        kind=trace.SpanKind.SERVER,
+    ) as span:
+        if span.is_recording():
+            span.set_attributes(_request_attributes(request, template))
+        response = await handler(request)
+        span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 500:
+            tracing.fail(span, str(response.status))
+        return response
+
+
+def _request_attributes(request: web.Request, template: str | None) -> dict[str, str | int]:
+    """HTTP server span attributes (OpenTelemetry's HTTP semantic conventions)."""
     attributes: dict[str, str | int] = {
         "http.request.method": request.method,
         "url.path": request.path,
@@ -109,17 +124,7 @@ async def tracing_middleware(request: web.Request, handler: Handler) -> web.Stre
     agent = request.headers.get("User-Agent")
     if agent:
         attributes["user_agent.original"] = agent[:256]
-    with tracing.tracer().start_as_current_span(
-        name,
-        context=tracing.extract(tracing.w3c_headers(request.headers)),
-        kind=trace.SpanKind.SERVER,
-        attributes=attributes,
-    ) as span:
-        response = await handler(request)
-        span.set_attribute("http.response.status_code", response.status)
-        if response.status >= 500:
-            tracing.fail(span, str(response.status))
-        return response
+    return attributes
 
 
 class MetricsServer:
