@@ -25,15 +25,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping
-from contextvars import Token
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from smsmesh.telemetry.spans import Active, RecordingSpan
 
 log = logging.getLogger("smsmesh.telemetry")
 
@@ -97,6 +108,10 @@ def setup_tracing(default_service_name: str, **resource: str) -> bool:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from smsmesh.telemetry.otlp import OtlpSpanExporter
+    from smsmesh.telemetry.spans import SpanTracer
 
     attributes: dict[str, str] = {"service.namespace": "smsmesh", **resource}
     named = bool(os.environ.get("OTEL_SERVICE_NAME")) or "service.name=" in os.environ.get(
@@ -116,8 +131,6 @@ def setup_tracing(default_service_name: str, **resource: str) -> bool:
             )
             if protocol != "http/protobuf":
                 log.warning("OTLP protocol %r is not supported; using http/protobuf", protocol)
-            from smsmesh.telemetry.otlp import OtlpSpanExporter
-
             exporters.append(OtlpSpanExporter())  # endpoint, headers, timeout from env
         elif name == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
@@ -127,12 +140,18 @@ def setup_tracing(default_service_name: str, **resource: str) -> bool:
             log.warning("OTEL_TRACES_EXPORTER %r is not supported (otlp, console, none)", name)
     if not exporters:
         return False
-    for exporter in exporters:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+    processors = [BatchSpanProcessor(exporter) for exporter in exporters]
+    for processor in processors:
+        provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     _provider = provider
+    base: trace.Tracer = _tracer
+    if len(exporters) == 1 and isinstance(exporters[0], OtlpSpanExporter):
+        # smsmesh's lighter spans (see spans.py); other exporters get the SDK's.
+        scope = InstrumentationScope(TRACER_NAME)
+        base = SpanTracer(provider.sampler, processors[0], provider.resource, scope)
     global _sampling_tracer
-    _sampling_tracer = _ParentBasedTracer(_tracer) if _parent_based() else _tracer
+    _sampling_tracer = _ParentBasedTracer(base) if _parent_based() else base
     log.info("tracing: exporting spans (%s)", ", ".join(type(e).__name__ for e in exporters))
     return True
 
@@ -241,38 +260,19 @@ class _ParentBasedTracer(trace.Tracer):
     ) -> Any:
         parent = self._unsampled_parent(context)
         if parent is not None:  # current for the block, so nested spans see "unsampled"
-            return _Current(parent)
+            return Active(parent)
         span = self._delegate.start_span(
             name, context, kind, attributes, links, start_time,
             record_exception, set_status_on_exception,
         )  # fmt: skip
-        if not span.is_recording():  # a root the sampler dropped
-            return _Current(span)
+        if isinstance(span, RecordingSpan) or not span.is_recording():
+            return Active(span, end_on_exit)  # smsmesh's own span, or a dropped root
         return trace.use_span(
             span,
             end_on_exit=end_on_exit,
             record_exception=record_exception,
             set_status_on_exception=set_status_on_exception,
         )
-
-
-class _Current:
-    """Makes a non-recording span current for a block: what `use_span` does for it,
-    without the generator-based context managers (several microseconds a span)."""
-
-    __slots__ = ("_span", "_token")
-
-    def __init__(self, span: Span) -> None:
-        self._span = span
-        self._token: Token[otel_context.Context] | None = None
-
-    def __enter__(self) -> Span:
-        self._token = otel_context.attach(trace.set_span_in_context(self._span))
-        return self._span
-
-    def __exit__(self, *exc: object) -> None:
-        if self._token is not None:
-            otel_context.detach(self._token)
 
 
 _sampling_tracer: trace.Tracer = _tracer
@@ -291,18 +291,44 @@ def enabled() -> bool:
 # -- context carriers -------------------------------------------------------------------------
 
 
+# The common stored carrier: version 00, no tracestate. Anything else (other versions,
+# surrounding whitespace, a tracestate, malformed values) goes to the W3C propagator.
+_TRACEPARENT_00 = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
 def extract(carrier: Mapping[str, str] | None) -> otel_context.Context:
-    """The context a stored or received W3C carrier names (an empty context if none)."""
+    """The context a stored or received W3C carrier names (an empty context if none).
+
+    The same context the W3C propagator extracts, read directly for the carrier every
+    stored message holds (one per message on the connector's hot path).
+    """
     if not carrier:
         return otel_context.Context()
+    header = carrier.get("traceparent")
+    if header is not None and "tracestate" not in carrier:
+        match = _TRACEPARENT_00.fullmatch(header)
+        if match is not None:
+            trace_id, span_id = int(match[1], 16), int(match[2], 16)
+            if trace_id and span_id:
+                flags = TraceFlags(int(match[3], 16))
+                span = NonRecordingSpan(SpanContext(trace_id, span_id, True, flags))
+                return trace.set_span_in_context(span, otel_context.Context())
     return _propagator.extract(carrier, context=otel_context.Context())
 
 
 def inject(span: Span | None = None) -> dict[str, str]:
-    """W3C headers naming `span` (default: the current span); empty if it is invalid."""
-    carrier: dict[str, str] = {}
-    ctx = trace.set_span_in_context(span) if span is not None else None
-    _propagator.inject(carrier, context=ctx)
+    """W3C headers naming `span` (default: the current span); empty if it is invalid.
+
+    What the W3C propagator writes, formatted directly."""
+    span_context = (span if span is not None else trace.get_current_span()).get_span_context()
+    if not span_context.is_valid:
+        return {}
+    carrier = {
+        "traceparent": f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}"
+        f"-{span_context.trace_flags:02x}"
+    }
+    if span_context.trace_state:
+        carrier["tracestate"] = span_context.trace_state.to_header()
     return carrier
 
 

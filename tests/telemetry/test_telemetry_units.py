@@ -8,6 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from smsmesh.telemetry import metrics, tracing
 from smsmesh.telemetry.http import MetricsServer, metrics_handler, metrics_port_from_env
@@ -82,6 +87,44 @@ def test_carriers() -> None:
     assert tracing.w3c_headers({"traceparent": "x" * 600, "tracestate": "a=b", "other": "c"}) == {
         "tracestate": "a=b"
     }
+
+
+W3C = TraceContextTextMapPropagator()
+HEX = "0123456789abcdef"
+traceparents = st.one_of(
+    st.builds(
+        lambda *parts: "-".join(parts[:4]) + parts[4],
+        st.sampled_from(["00", "00", "00", "01", "ff", "0G", "0"]),
+        st.text(HEX, min_size=32, max_size=32) | st.text(HEX, max_size=33) | st.just("0" * 32),
+        st.text(HEX, min_size=16, max_size=16) | st.text(HEX, max_size=17) | st.just("0" * 16),
+        st.text(HEX, min_size=2, max_size=2) | st.sampled_from(["0X", "1"]),
+        st.sampled_from(["", "", "", "-extra", " ", "\n"]),
+    ),
+    st.text(max_size=60),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@example("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None)
+@example("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", "vendor=opaque")
+@given(
+    traceparent=traceparents,
+    tracestate=st.none() | st.sampled_from(["", "vendor=opaque", "a=1,b=2", "bad state!"]),
+)
+def test_carriers_are_read_as_the_w3c_propagator_reads_them(
+    traceparent: str, tracestate: str | None
+) -> None:
+    carrier = {"traceparent": traceparent, tracing.SUBMITTED_AT: "1.0"}
+    if tracestate is not None:
+        carrier["tracestate"] = tracestate
+    ours = trace.get_current_span(tracing.extract(carrier)).get_span_context()
+    theirs = trace.get_current_span(W3C.extract(carrier, context=Context())).get_span_context()
+    assert ours == theirs
+    assert ours.trace_state == theirs.trace_state
+    # And written back out as the propagator writes it.
+    written: dict[str, str] = {}
+    W3C.inject(written, context=trace.set_span_in_context(trace.NonRecordingSpan(ours)))
+    assert tracing.inject(trace.NonRecordingSpan(ours)) == written
 
 
 @pytest.mark.parametrize(("raw", "port"), [("", 9464), ("0", 0), ("9100", 9100)])
