@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -23,6 +24,25 @@ def setup_logging(level: str | None = None) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # Phone numbers and message texts stay out of logs unless SMSMESH_LOG_UNMASKED=1.
     logmask.install()
+
+
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Make the cycle collector cheap for a long-running service.
+
+    Everything imported so far (the phone number metadata, aiohttp, OpenTelemetry,
+    the SMPP tables) lives as long as the process: `gc.freeze` takes it out of every
+    later collection. And a collection of young objects every 20,000 allocations
+    instead of every 700: each message allocates a few hundred short-lived
+    containers, so the default ran one every few messages. Measured in the
+    end-to-end benchmark: about 5 % less CPU in the router and the connector. The
+    garbage awaiting a collection stays bounded (a few megabytes at most).
+    """
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def run(main: Callable[[asyncio.Event], Coroutine[Any, Any, int | None]]) -> int:
@@ -48,6 +68,7 @@ def run(main: Callable[[asyncio.Event], Coroutine[Any, Any, int | None]]) -> int
             loop.add_signal_handler(sig, on_signal)
         return (await main(stop)) or 0
 
+    tune_gc()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
