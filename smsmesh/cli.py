@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--retention-days",
         type=float,
         default=float(os.environ.get("SMSMESH_RETENTION_DAYS", "30")),
-        help="purge messages finished longer ago than this (PostgreSQL; 0 keeps all)",
+        help="purge messages finished longer ago than this (0 keeps all)",
     )
     router.set_defaults(func=_cmd_router)
 

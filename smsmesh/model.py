@@ -78,15 +78,26 @@ _B32_TO_SORTABLE = bytes.maketrans(
 )
 
 
-def new_message_id() -> str:
+def new_message_id(at: float | None = None) -> str:
     """A unique id that sorts by creation time: 48-bit milliseconds + 80 random bits.
 
     26 characters of Crockford's base32 (lower case, no i/l/o/u), in an alphabet whose
-    ASCII order matches the value order, so ids sort like the moments they were made.
+    ASCII order matches the value order, so ids sort like the moments they were made
+    (`at`, unix seconds, default now). The stores rely on it: a message's id is never
+    later than its `created_at`, so retention bounds its scans by id.
     """
-    millis = int(time.time() * 1000).to_bytes(6, "big")
-    raw = base64.b32encode(millis + os.urandom(10))[:26]
-    return raw.translate(_B32_TO_SORTABLE).decode()
+    return _sortable_id(time.time() if at is None else at, os.urandom(10))
+
+
+def first_message_id_at(at: float) -> str:
+    """The smallest id `new_message_id` can make at `at` (to the millisecond): every id
+    made earlier sorts below it."""
+    return _sortable_id(at, bytes(10))
+
+
+def _sortable_id(at: float, tail: bytes) -> str:
+    millis = max(0, int(at * 1000)).to_bytes(6, "big")
+    return base64.b32encode(millis + tail)[:26].translate(_B32_TO_SORTABLE).decode()
 
 
 @dataclass(frozen=True, slots=True)

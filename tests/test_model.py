@@ -8,6 +8,7 @@ from smsmesh.model import (
     FINAL_STATUSES,
     MessageStatus,
     ReceiptState,
+    first_message_id_at,
     new_message_id,
 )
 
@@ -29,6 +30,15 @@ def test_message_ids_sort_by_creation_time() -> None:
         if later[:9] != earlier[-1][:9]:  # 9 chars = 45 of the 48 time bits
             break
     assert all(e < later for e in earlier)
+
+
+def test_the_first_id_of_a_moment_bounds_every_id_made_before_it() -> None:
+    at = 1_700_000_000.25  # exact in binary: the millisecond is not a rounding question
+    bound = first_message_id_at(at)
+    assert new_message_id(at=at - 0.01) < bound <= new_message_id(at=at)
+    assert new_message_id(at=at) < first_message_id_at(at + 0.01)
+    made = {d: new_message_id(at=at + d) for d in (3.0, 1.0, 2.0)}
+    assert sorted(made.values()) == [made[1.0], made[2.0], made[3.0]]
 
 
 def test_only_accepted_and_submitted_are_not_final() -> None:

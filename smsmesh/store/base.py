@@ -204,14 +204,14 @@ class Store(abc.ABC):
     ) -> None:
         """Finish a leased job: delivered (ok), retry at `retry_at`, or given up (None)."""
 
+    @abc.abstractmethod
     async def purge_finished(self, older_than: float) -> int:
         """Delete messages that reached a final state before `older_than` (unix seconds),
         with their timelines, and old MO messages and finished webhook jobs; how many.
 
-        Retention keeps a cluster store's tables from growing forever. This default keeps
-        everything (the embedded store of local mode); PostgreSQL overrides it.
+        Retention keeps the tables from growing forever; the router calls it every ten
+        minutes (`--retention-days`). A message whose webhook is still pending stays.
         """
-        return 0
 
     async def complete_webhooks(self, results: Sequence[WebhookResult]) -> None:
         """Finish many leased jobs; a backend should do it in one transaction.

@@ -751,15 +751,26 @@ WITH doomed AS MATERIALIZED (
 ),
 gone_parts AS (
     DELETE FROM parts WHERE message_id = ANY((SELECT ids FROM doomed)::text[])
-    RETURNING message_id, part, connection, smsc_id
+    RETURNING message_id, part, smsc_id
 ),
 gone_events AS (DELETE FROM events WHERE message_id = ANY((SELECT ids FROM doomed)::text[])),
 gone AS (DELETE FROM messages WHERE id = ANY((SELECT ids FROM doomed)::text[]) RETURNING id)
 SELECT (SELECT count(*) FROM gone) AS messages,
        ARRAY(SELECT message_id FROM gone_parts) AS part_message,
        ARRAY(SELECT part FROM gone_parts) AS part_no,
-       ARRAY(SELECT connection FROM gone_parts) AS part_connection,
        ARRAY(SELECT smsc_id FROM gone_parts) AS part_smsc_id
+"""
+
+
+# The distinct receipt scopes of part_keys' leading key column, one index probe each.
+_KEY_SCOPES = """
+WITH RECURSIVE scope(name) AS (
+    SELECT (SELECT min(connection) FROM part_keys)
+    UNION ALL
+    SELECT (SELECT min(connection) FROM part_keys WHERE connection > scope.name)
+    FROM scope WHERE scope.name IS NOT NULL
+)
+SELECT name FROM scope WHERE name IS NOT NULL
 """
 
 
@@ -772,16 +783,16 @@ async def purge_messages_batch(conn: Conn, older_than: float, limit: int) -> int
     async with conn.transaction():
         r = await conn.fetchrow(_PURGE_MESSAGES, older_than, limit)
         assert r is not None
+        # Keys live under the receipt scope (the connection or `group:<name>`), which
+        # parts do not record: delete each part's keys under every scope in use.
+        scopes = [row[0] for row in await conn.fetch(_KEY_SCOPES)] if r["part_no"] else []
         keys = [
-            (connection, key, message_id, part)
-            for message_id, part, connection, smsc_id in zip(
-                r["part_message"],
-                r["part_no"],
-                r["part_connection"],
-                r["part_smsc_id"],
-                strict=True,
+            (scope, key, message_id, part)
+            for message_id, part, smsc_id in zip(
+                r["part_message"], r["part_no"], r["part_smsc_id"], strict=True
             )
             for key in id_candidates(smsc_id)
+            for scope in scopes
         ]
         if keys:
             await conn.execute(

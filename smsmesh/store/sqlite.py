@@ -69,6 +69,7 @@ from smsmesh.store.wakeup import WakeupListeners, WakeupSender
 T = TypeVar("T")
 
 MIN_SQLITE_VERSION = (3, 35, 0)  # UPDATE ... RETURNING
+PURGE_BATCH = 500  # rows per retention transaction: each holds the write lock
 
 
 class SqliteStore(Store):
@@ -181,6 +182,23 @@ class SqliteStore(Store):
         if receipt_grace < 0:
             raise ValueError("receipt_grace must not be negative")
         return await self._run(self._engine.expire, now, receipt_grace)
+
+    async def purge_finished(self, older_than: float, batch: int = PURGE_BATCH) -> int:
+        """Delete what is finished and older than `older_than` (unix seconds); retention.
+
+        The same contract as PostgreSQL's: final messages with their parts, receipt keys
+        and timelines, MO messages, finished webhook jobs; a message whose webhook is
+        pending stays. Transactions of at most `batch` rows each, so the router's
+        accepts never wait long for the write lock. Returns the messages removed.
+        """
+        if batch < 1:
+            raise ValueError("purge_finished: batch must be at least 1")
+        removed = 0
+        while True:
+            counts = await self._run(self._engine.purge_batch, older_than, batch)
+            removed += counts[0] + counts[1]  # outbound and MO messages
+            if max(counts) < batch:
+                return removed
 
     # -- connector side ---------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from smsmesh.model import (
     WebhookResult,
 )
 from smsmesh.smpp.receipt import id_candidates
+from smsmesh.store import sqlite_retention
 from smsmesh.store.base import WEBHOOK_WAKE, StoreError
 from smsmesh.store.rules import (
     State,
@@ -344,6 +345,12 @@ class Engine:
                 "DELETE FROM orphan_receipts WHERE received_at <= ?", (now - receipt_grace,)
             )
         return len(queued) + len(submitted)
+
+    def purge_batch(self, older_than: float, limit: int) -> tuple[int, int, int]:
+        """One retention transaction (see sqlite_retention); not durable: a purge
+        undone by a power loss is simply done again."""
+        with self._write(durable=False) as tx:
+            return sqlite_retention.purge_batch(tx, older_than, limit)
 
     # -- connector side ---------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import sqlite3
 import sys
 import uuid
 from collections.abc import Sequence
@@ -82,6 +83,27 @@ class Backend:
         self._open.append(store)
         return store
 
+    async def count(self, table: str, where: str = "TRUE", *args: Any) -> int:
+        """Rows of `table` matching `where` (placeholders `?`), read on a session of our own."""
+        query = f"SELECT count(*) FROM {table} WHERE {where}"
+        if self.name == "sqlite":
+            conn = sqlite3.connect(self._tmp_path / "store.db")
+            try:
+                return int(conn.execute(query, args).fetchone()[0])
+            finally:
+                conn.close()
+        import asyncpg  # only with PostgreSQL
+
+        assert POSTGRES_URL is not None
+        for n in range(len(args)):
+            query = query.replace("?", f"${n + 1}", 1)
+        pg = await asyncpg.connect(POSTGRES_URL, timeout=10)
+        try:
+            await pg.execute(f'SET search_path = "{self.schema}"')
+            return int(await pg.fetchval(query, *args))
+        finally:
+            await pg.close(timeout=10)
+
     async def close_all(self) -> None:
         for store in self._open:
             await store.close()
@@ -113,7 +135,7 @@ def new_message(
     n = next(_counter)
     created_at = T0 + n * 0.001 if created is None else created
     values: dict[str, Any] = {
-        "id": new_message_id(),
+        "id": new_message_id(at=created_at),  # ids say when they were made
         "application": application,
         "source": "smsmesh",
         "destination": f"49151{n:08d}",

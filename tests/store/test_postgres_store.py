@@ -36,7 +36,7 @@ from storekit import (
     with_query,
 )
 
-from smsmesh.model import InboundMessage, MessageStatus, SubmitOutcome, SubmitReport
+from smsmesh.model import MessageStatus
 from smsmesh.store import Store, StoreError, migrate, open_store
 
 asyncpg = pytest.importorskip("asyncpg")
@@ -331,46 +331,6 @@ async def test_a_newer_schema_is_refused(pg: Backend) -> None:
     with pytest.raises(StoreError, match="upgrade smsmesh") as info:
         await pg.open()
     assert "smsmesh:smsmesh@" not in str(info.value)
-
-
-# -- retention -------------------------------------------------------------------------------
-
-
-async def test_purge_finished_removes_only_old_final_messages(pg: Backend) -> None:
-    store = pg_store(await pg.open())
-    old_done = await submit_new(store, "AA01")
-    await store.record_receipts([receipt("AA01", at=T0 + 30)])  # final at T0+30
-    old_hooked = await accept_one(store, callback_url=CALLBACK)
-    await claim_ids(store)
-    await store.record_submits(
-        [SubmitReport(old_hooked, CONN, T0 + 40, SubmitOutcome.REJECTED, error="no")]
-    )  # final at T0+40, its webhook still pending
-    new_done = await submit_new(store, "AA02")
-    await store.record_receipts([receipt("AA02", at=T0 + 5000)])
-    waiting = await submit_new(store, "AA03")
-    queued = await accept_one(store)
-    mo = InboundMessage("mo-old", CONN, "491", "123", "hi", T0 + 10, "app")
-    mo_new = InboundMessage("mo-new", CONN, "491", "123", "hi", T0 + 5000, "app")
-    await store.record_inbound([mo, mo_new])
-
-    assert await store.purge_finished(T0 + 1000, batch=1) == 2  # old_done and mo-old
-    assert await store.get_message(old_done) is None
-    for kept in (old_hooked, new_done, queued, waiting):
-        assert await store.get_message(kept) is not None
-    assert await in_schema(pg, "SELECT count(*) FROM events WHERE message_id = $1", old_done) == 0
-    assert await in_schema(pg, "SELECT count(*) FROM parts WHERE message_id = $1", old_done) == 0
-    keys = "SELECT count(*) FROM part_keys WHERE message_id = $1"
-    assert await in_schema(pg, keys, old_done) == 0
-    assert await in_schema(pg, keys, new_done) > 0
-    assert await in_schema(pg, "SELECT array_agg(id) FROM inbound") == ["mo-new"]
-
-    # Once its webhook is delivered, the rejected message goes too (and so does the job).
-    [job] = await store.claim_webhooks(10, T0 + 50, 30)
-    await store.complete_webhook(job.id, True, T0 + 51, None, None)
-    assert await store.purge_finished(T0 + 1000) == 1
-    assert await store.get_message(old_hooked) is None
-    assert await in_schema(pg, "SELECT count(*) FROM webhooks") == 0
-    assert await store.purge_finished(T0 + 1000) == 0
 
 
 # -- the cluster hack/postgres.sh manages: TLS, restart ------------------------------------

@@ -17,7 +17,7 @@ from storekit import CONN, T0, finish, new_message, receipt, record, run_worker,
 
 from smsmesh.model import MessageStatus, NewMessage
 from smsmesh.store import SqliteStore, StoreError, open_store
-from smsmesh.store.sqlite_schema import MIGRATIONS, _statements
+from smsmesh.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, _statements
 from smsmesh.store.wakeup import socket_path
 
 
@@ -82,7 +82,7 @@ async def test_schema_version_and_pragmas(sqlite_store: SqliteStore) -> None:
     settings = await sqlite_store.diagnostics()
     assert settings["journal_mode"] == "wal"
     assert settings["synchronous"] == "NORMAL"
-    assert settings["schema_version"] == 3
+    assert settings["schema_version"] == SCHEMA_VERSION == 4
     assert settings["busy_timeout_ms"] == 30_000
 
 
@@ -119,7 +119,7 @@ async def test_a_version_2_database_is_migrated_with_its_messages(tmp_path: Path
     await store.open()
     try:
         await store.accept([new_message(id="old-1"), new_message(id="old-2", expires_at=T0)])
-        assert (await store.diagnostics())["schema_version"] == 3
+        assert (await store.diagnostics())["schema_version"] == SCHEMA_VERSION
         assert [m.id for m in await store.claim(CONN, 10, T0 + 10)] == ["old-1"]
         assert await store.expire(T0 + 10, 0) == 1
         assert (await record(store, "old-2")).status is MessageStatus.EXPIRED
@@ -130,6 +130,7 @@ async def test_a_version_2_database_is_migrated_with_its_messages(tmp_path: Path
     conn.close()
     assert {"messages_claim", "messages_dispatching", "messages_expiry_queued"} <= indexes
     assert "messages_expiry" not in indexes
+    assert "webhooks_finished" in indexes  # version 4
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
