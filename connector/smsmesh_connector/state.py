@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prometheus_client import Counter, Histogram
+
 from smsmesh.model import ConnectionState
 from smsmesh.store import Store
 from smsmesh.telemetry import metrics
@@ -106,20 +108,34 @@ class ConnectionMetrics:
         }
         for outcome in self._outcomes.values():
             outcome.inc(0)  # every outcome series exists from the start
+        # Children by label value, bound on first use (`labels()` costs a lock and a
+        # tuple per call, on every submit and receipt).
+        self._submits: dict[int, Counter] = {}
+        self._receipts: dict[str, tuple[Counter, Histogram]] = {}
 
     def submit_response(self, command_status: int, seconds: float) -> None:
-        metrics.CONNECTION_SUBMITS.labels(
-            self.connection, metrics.status_label(command_status)
-        ).inc()
+        counter = self._submits.get(command_status)
+        if counter is None:
+            label = metrics.status_label(command_status)
+            counter = self._submits[command_status] = metrics.CONNECTION_SUBMITS.labels(
+                self.connection, label
+            )
+        counter.inc()
         self.submit_duration.observe(seconds)
 
     def outcome(self, name: str) -> None:
         self._outcomes[name].inc()
 
     def receipt(self, state: str, latency: float | None) -> None:
-        metrics.RECEIPTS.labels(self.connection, state).inc()
+        children = self._receipts.get(state)
+        if children is None:
+            children = self._receipts[state] = (
+                metrics.RECEIPTS.labels(self.connection, state),
+                metrics.RECEIPT_LATENCY.labels(self.connection, state),
+            )
+        children[0].inc()
         if latency is not None and latency >= 0:
-            metrics.RECEIPT_LATENCY.labels(self.connection, state).observe(latency)
+            children[1].observe(latency)
 
 
 class ConnectorState:

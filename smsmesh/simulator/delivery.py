@@ -160,6 +160,9 @@ class ReceiptDelivery:
 
     def schedule(self, receipt: PendingReceipt, delay: float) -> None:
         """Send `receipt` after `delay` seconds (dropped, counted, if too many wait)."""
+        if delay <= 0:  # an instant receipt: straight to its receiver
+            self._dispatch(receipt)
+            return
         if len(self._scheduler) >= self.settings.max_scheduled_receipts:
             self.counters.receipts_dropped += 1
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Mapping
@@ -363,9 +364,14 @@ def _receipt_from_tlvs(
 def _format_date(value: datetime | float) -> str:
     if isinstance(value, datetime):
         moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    else:
-        moment = datetime.fromtimestamp(value, UTC)
-    return moment.astimezone(UTC).strftime("%y%m%d%H%M")
+        return moment.astimezone(UTC).strftime("%y%m%d%H%M")
+    return _minute_text(int(value // 60))
+
+
+@functools.lru_cache(maxsize=16)
+def _minute_text(minute: int) -> str:
+    """YYMMDDhhmm of a minute since the epoch: a receipt stream writes the same few."""
+    return datetime.fromtimestamp(minute * 60, UTC).strftime("%y%m%d%H%M")
 
 
 def format_receipt_text(
