@@ -601,6 +601,16 @@ class Engine:
     # -- webhooks ---------------------------------------------------------------------
 
     def claim_webhooks(self, limit: int, now: float, lease: float) -> list[WebhookJob]:
+        # Dispatchers poll when idle: look before taking the write lock that every
+        # accept and submit report of every process also needs.
+        due = self.conn.execute(
+            """SELECT EXISTS (SELECT 1 FROM webhooks
+                              WHERE state = 'pending' AND due_at <= ?
+                                AND coalesce(lease_until, 0) <= ?)""",
+            (now, now),
+        ).fetchone()[0]
+        if not due:
+            return []
         with self._write(durable=False) as tx:
             rows = tx.conn.execute(
                 """UPDATE webhooks SET lease_until = ?, updated_at = ?

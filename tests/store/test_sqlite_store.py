@@ -103,6 +103,21 @@ async def test_full_store_flushes_what_it_acknowledges_but_not_what_only_repeats
         await store.close()
 
 
+async def test_an_idle_webhook_poll_does_not_wait_for_the_write_lock(tmp_path: Path) -> None:
+    """Dispatchers poll for due jobs; with none due they must not queue for the lock
+    that accepts and submit reports need (here: another connection holds it)."""
+    store = SqliteStore(tmp_path / "s.db", busy_timeout=5.0)
+    await store.open()
+    holder = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        assert await asyncio.wait_for(store.claim_webhooks(10, T0, 30), timeout=1.0) == []
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        await store.close()
+
+
 async def test_a_version_2_database_is_migrated_with_its_messages(tmp_path: Path) -> None:
     """Version 3 replaced the claim and expiry indexes: what a version 2 store held is
     still claimed, and expires, through the new ones."""
