@@ -259,8 +259,10 @@ class _ParentBasedTracer(trace.Tracer):
         end_on_exit: bool = True,
     ) -> Any:
         parent = self._unsampled_parent(context)
-        if parent is not None:  # current for the block, so nested spans see "unsampled"
-            return Active(parent)
+        if parent is not None:
+            if context is None:  # the parent is the current span already: keep it
+                return contextlib.nullcontext(parent)
+            return Active(parent)  # current for the block: nested spans see "unsampled"
         span = self._delegate.start_span(
             name, context, kind, attributes, links, start_time,
             record_exception, set_status_on_exception,
