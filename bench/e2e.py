@@ -813,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady-seconds", type=int, default=10)
     parser.add_argument("--only", choices=["tracing", "receipts"], help="run only this scenario")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of `--only receipts`")
-    parser.add_argument("--tracing-rounds", type=int, default=2, help="tracing scenario rounds")
+    parser.add_argument("--tracing-rounds", type=int, default=3, help="tracing scenario rounds")
     parser.add_argument("--output", type=Path, default=Path("bench/results.json"))
     parser.add_argument(
         "--store", default=None, help="store URL (default: a fresh SQLite file per run)"
