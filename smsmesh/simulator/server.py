@@ -304,7 +304,7 @@ class Simulator:
         )
         self._sessions[session] = receiver
 
-        async def on_request(pdu: Pdu) -> Pdu | None:
+        def on_request(pdu: Pdu) -> Pdu | None:  # answered at once: no task per submit
             if type(pdu) is SubmitSm:
                 return self._on_submit(session, receiver, pdu)
             if pdu.response_class is None:

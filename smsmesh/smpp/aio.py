@@ -7,10 +7,12 @@ one `Session` and adds what needs a clock or tasks:
   and a request that times out gives its slot back;
 * per-request response timeouts, and `SessionClosed` for every waiter the moment the
   connection drops;
-* inbound requests handed to `on_request`, each in its own task, at most
-  `inbound_limit` at once (then the socket is not read: TCP pushes back on the peer), the
-  handler's returned response sent when it returns, so a receipt can be made durable
-  before it is acknowledged;
+* inbound requests handed to `on_request`, at most `inbound_limit` at once (then the
+  socket is not read: TCP pushes back on the peer), the handler's response sent when it
+  is ready, so a receipt can be made durable before it is acknowledged. The handler
+  returns the response itself (answered at once), an `asyncio.Future` of it (answered
+  from its callback), or a coroutine (run in a task of its own); the first two spare
+  a task per request on a busy bind;
 * enquire_link after `enquire_link_interval` seconds without a byte from the peer; no
   answer within `enquire_link_timeout` means the peer is dead and the connection is
   closed;
@@ -25,6 +27,7 @@ one `Session` and adds what needs a clock or tasks:
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import ssl as _ssl
@@ -66,7 +69,8 @@ __all__ = [
 
 log = logging.getLogger("smsmesh.smpp")
 
-RequestHandler = Callable[[Pdu], Awaitable[Pdu | None]]
+# The response, a Future of it, or a coroutine making it (see the module docstring).
+RequestHandler = Callable[[Pdu], Pdu | Awaitable[Pdu | None] | None]
 Authenticator = Callable[[str, str, BindType, Any], Awaitable[int]]
 
 
@@ -338,7 +342,34 @@ class AsyncSession(asyncio.Protocol):
         self._handlers_active += 1
         if self._handlers_active >= self.inbound_limit:
             self._pause_reading(_PAUSED_INBOUND)
-        self._spawn(self._run_handler(handler, pdu))
+        try:
+            result = handler(pdu)
+        except Exception:
+            log.exception("on_request failed for %s from %s", type(pdu).__name__, self.peer)
+            result = self._fallback(pdu)
+        if isinstance(result, asyncio.Future):
+            result.add_done_callback(functools.partial(self._future_answered, pdu))
+        elif inspect.isawaitable(result):
+            self._spawn(self._run_handler(result, pdu))
+        else:  # answered in order, before any request waiting behind it is started
+            self._answer(pdu, result)
+            self._handler_done()
+
+    def _fallback(self, pdu: Pdu) -> Pdu | None:
+        """The answer to a request whose handler failed: ours is a temporary failure."""
+        return make_response(pdu, self._failure_status()) if pdu.response_class else None
+
+    def _future_answered(self, pdu: Pdu, future: asyncio.Future[Pdu | None]) -> None:
+        if future.cancelled():
+            response = self._fallback(pdu)
+        elif (exc := future.exception()) is not None:
+            log.error("on_request failed for %s from %s", type(pdu).__name__, self.peer,
+                      exc_info=exc)  # fmt: skip
+            response = self._fallback(pdu)
+        else:
+            response = future.result()
+        self._answer(pdu, response)
+        self._handler_done()
 
     def _handler_done(self) -> None:
         self._handlers_active -= 1
@@ -348,19 +379,19 @@ class AsyncSession(asyncio.Protocol):
         if self._handlers_active < self.inbound_limit and not backlog:
             self._resume_reading(_PAUSED_INBOUND)
 
-    async def _run_handler(self, handler: RequestHandler, pdu: Pdu) -> None:
+    async def _run_handler(self, pending: Awaitable[Pdu | None], pdu: Pdu) -> None:
         response: Pdu | None
         try:
-            response = await handler(pdu)
+            response = await pending
         except Exception:
             log.exception("on_request failed for %s from %s", type(pdu).__name__, self.peer)
-            response = (
-                make_response(pdu, self._failure_status())
-                if pdu.response_class is not None
-                else None
-            )
+            response = self._fallback(pdu)
         finally:
             self._handler_done()
+        self._answer(pdu, response)
+
+    def _answer(self, pdu: Pdu, response: Pdu | None) -> None:
+        """Send a handler's response (nothing for None, or once the session is gone)."""
         if response is None or self._lost or self.session.state is State.CLOSED:
             return
         try:

@@ -341,6 +341,50 @@ async def test_inbound_concurrency_is_bounded(smsc: Smsc) -> None:
     await client.unbind(timeout=WAIT)
 
 
+async def test_a_handler_may_answer_at_once_or_with_a_future(smsc: Smsc) -> None:
+    """No task per request: a plain return is sent at once, a Future when it is done;
+    a handler that raises, or whose Future fails, asks the SMSC to retry."""
+    loop = asyncio.get_running_loop()
+    pending: list[tuple[Pdu, asyncio.Future[Pdu | None]]] = []
+    started = {2: asyncio.Event(), 3: asyncio.Event()}  # how many futures were handed out
+
+    def on_request(pdu: Pdu) -> Pdu | asyncio.Future[Pdu | None] | None:
+        assert isinstance(pdu, DeliverSm)
+        if pdu.short_message == b"now":
+            return make_response(pdu)
+        if pdu.short_message == b"raise":
+            raise RuntimeError("bug")
+        future: asyncio.Future[Pdu | None] = loop.create_future()
+        pending.append((pdu, future))
+        if len(pending) in started:
+            started[len(pending)].set()
+        return future
+
+    client = await bound_client(smsc, on_request=on_request, inbound_limit=2)
+    (server_side,) = smsc.sessions
+
+    def deliver(text: bytes) -> asyncio.Future[Pdu]:
+        return asyncio.ensure_future(
+            server_side.request(DeliverSm(short_message=text), timeout=WAIT)
+        )
+
+    assert (await asyncio.wait_for(deliver(b"now"), WAIT)).command_status == S.ESME_ROK
+    assert (await asyncio.wait_for(deliver(b"raise"), WAIT)).command_status == S.ESME_RX_T_APPN
+    later = [deliver(b"later %d" % i) for i in range(3)]
+    await asyncio.wait_for(started[2].wait(), WAIT)
+    with pytest.raises(TimeoutError):  # two handlers is the limit: the third waits
+        await asyncio.wait_for(started[3].wait(), 0.1)
+    assert not any(d.done() for d in later)
+    pending[0][1].set_result(make_response(pending[0][0]))
+    assert (await asyncio.wait_for(later[0], WAIT)).command_status == S.ESME_ROK
+    pending[1][1].set_exception(RuntimeError("store down"))
+    assert (await asyncio.wait_for(later[1], WAIT)).command_status == S.ESME_RX_T_APPN
+    await asyncio.wait_for(started[3].wait(), WAIT)  # a slot came free: the third started
+    pending[2][1].cancel()
+    assert (await asyncio.wait_for(later[2], WAIT)).command_status == S.ESME_RX_T_APPN
+    await client.unbind(timeout=WAIT)
+
+
 async def test_peer_unbind_waits_for_the_handler_to_ack(smsc: Smsc) -> None:
     release = asyncio.Event()
     started = asyncio.Event()
