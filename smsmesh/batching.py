@@ -41,13 +41,17 @@ class Batcher(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """Queue `item` for the next flush and wait for its result (or exception)."""
+        return await self.put(item)
+
+    def put(self, item: T) -> asyncio.Future[R]:
+        """Queue `item` for the next flush; the Future resolves with its result."""
         if self._closing:
             raise RuntimeError(f"{self._name} is closed")
         self.start()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         self._wakeup.set()
-        return await future
+        return future
 
     @property
     def pending(self) -> int:

@@ -77,19 +77,35 @@ class InboundHandler:
         )
         self.assembler = MoAssembler(self._store_text, settings.mo_reassembly_wait)
 
-    async def handle(self, pdu: Pdu) -> Pdu | None:
-        """`AsyncSession.on_request`: the response to send for a request from the SMSC."""
-        if isinstance(pdu, DeliverSm):
-            status = await self._message(
-                pdu, pdu.esm_class, pdu.data_coding, pdu.short_message, pdu.source_addr,
-                pdu.destination_addr,
-            )  # fmt: skip
-            return make_response(pdu, status)
-        if isinstance(pdu, DataSm):
-            status = await self._message(
-                pdu, pdu.esm_class, pdu.data_coding, b"", pdu.source_addr, pdu.destination_addr
-            )
-            return make_response(pdu, status)
+    def handle(self, pdu: Pdu) -> Pdu | Awaitable[Pdu | None] | None:
+        """`AsyncSession.on_request`: the response to a request from the SMSC.
+
+        A delivery receipt is answered from a Future, once its batch is stored (no task
+        per receipt: an SMSC sends one for nearly every message); an MO message from a
+        coroutine; anything else at once.
+        """
+        if isinstance(pdu, DeliverSm | DataSm):
+            short_message = pdu.short_message if isinstance(pdu, DeliverSm) else b""
+            tlvs: dict[int, bytes] = {}
+            for tlv in pdu.tlvs:
+                tlvs.setdefault(tlv.tag, tlv.value)  # the first occurrence counts
+            try:
+                receipt = receipt_from_deliver(
+                    pdu.esm_class, pdu.data_coding, short_message, tlvs, self._name, time.time()
+                )
+            except ReceiptError:
+                self._counters.receipts_malformed += 1
+                self._metrics.receipts_malformed.inc()
+                log.warning(
+                    "%s: delivery receipt without a message id (esm_class 0x%02X) "
+                    "acknowledged and dropped",
+                    self._name,
+                    pdu.esm_class,
+                )
+                return make_response(pdu, OK)
+            if receipt is not None:
+                return self._receipt(pdu, receipt)
+            return self._message(pdu, short_message or tlvs.get(Tag.MESSAGE_PAYLOAD, b""))
         if pdu.response_class is None:
             return None  # alert_notification and the like: nothing to answer
         return make_response(pdu, CommandStatus.ESME_RINVCMDID)
@@ -106,49 +122,50 @@ class InboundHandler:
 
     # -- receipts and MOs -----------------------------------------------------------------
 
-    async def _message(
-        self,
-        pdu: Pdu,
-        esm_class: int,
-        data_coding: int,
-        short_message: bytes,
-        source: str,
-        destination: str,
-    ) -> int:
-        tlvs: dict[int, bytes] = {}
-        for tlv in pdu.tlvs:
-            tlvs.setdefault(tlv.tag, tlv.value)  # the first occurrence counts
-        try:
-            receipt = receipt_from_deliver(
-                esm_class, data_coding, short_message, tlvs, self._name, time.time()
-            )
-            if receipt is not None and self._settings.receipt_group:
-                receipt = replace(receipt, receipt_group=self._settings.receipt_group)
-        except ReceiptError:
-            self._counters.receipts_malformed += 1
-            self._metrics.receipts_malformed.inc()
-            log.warning(
-                "%s: delivery receipt without a message id (esm_class 0x%02X) acknowledged "
-                "and dropped",
-                self._name,
-                esm_class,
-            )
-            return OK
-        if receipt is not None:
-            return await self._receipt(receipt)
-        body = short_message or tlvs.get(Tag.MESSAGE_PAYLOAD, b"")
-        info, payload = parse_concat(body, bool(esm_class & ESM_CLASS_UDHI))
+    async def _message(self, pdu: DeliverSm | DataSm, body: bytes) -> Pdu:
+        """An MO message (or one part of it) stored, then acknowledged."""
+        info, payload = parse_concat(body, bool(pdu.esm_class & ESM_CLASS_UDHI))
         if info is not None and info.total > 1:
-            return await self.assembler.add(source, destination, info, payload, data_coding)
-        return await self._store_text(source, destination, decode(payload, data_coding))
+            status = await self.assembler.add(
+                pdu.source_addr, pdu.destination_addr, info, payload, pdu.data_coding
+            )
+        else:
+            text = decode(payload, pdu.data_coding)
+            status = await self._store_text(pdu.source_addr, pdu.destination_addr, text)
+        return make_response(pdu, status)
 
-    async def _receipt(self, receipt: Receipt) -> int:
+    def _receipt(self, pdu: Pdu, receipt: Receipt) -> asyncio.Future[Pdu | None]:
+        """The receipt's answer: OK once its batch is stored, else "retry later"."""
+        if self._settings.receipt_group:
+            receipt = replace(receipt, receipt_group=self._settings.receipt_group)
         started = tracing.now_ns()
+        answer: asyncio.Future[Pdu | None] = asyncio.get_running_loop().create_future()
+
+        def stored(result: asyncio.Future[ReceiptMatch]) -> None:
+            if answer.done():  # the session went away and cancelled it
+                return
+            if result.cancelled() or result.exception() is not None:
+                why = "cancelled" if result.cancelled() else result.exception()
+                log.warning("%s: storing a receipt failed (SMSC asked to retry): %s",
+                            self._name, why)  # fmt: skip
+                answer.set_result(make_response(pdu, RETRY_LATER))
+                return
+            try:
+                self._receipt_stored(result.result(), started)
+            except Exception:  # the receipt is stored: it is acknowledged regardless
+                log.exception("%s: recording a stored receipt's metrics failed", self._name)
+            answer.set_result(make_response(pdu, OK))
+
         try:
-            match = await self._receipts.submit(receipt)
-        except Exception as exc:
-            log.warning("%s: storing a receipt failed (SMSC asked to retry): %s", self._name, exc)
-            return RETRY_LATER
+            self._receipts.put(receipt).add_done_callback(stored)
+        except RuntimeError as exc:  # closing: the SMSC will send it again
+            log.warning("%s: receipt not stored (%s); SMSC asked to retry", self._name, exc)
+            answer.set_result(make_response(pdu, RETRY_LATER))
+        return answer
+
+    def _receipt_stored(self, match: ReceiptMatch, started: int) -> None:
+        """Counters, metrics and the receipt's span, for a receipt now stored."""
+        receipt = match.receipt
         self._counters.receipts += 1
         if match.message_id is None:
             self._counters.receipts_unmatched += 1
@@ -161,7 +178,6 @@ class InboundHandler:
             # A message whose trace was not sampled gets no receipt span either.
             if not links or links[0].context.trace_flags.sampled:
                 self._receipt_span(match, started, links)
-        return OK
 
     def _deliver_sm_attributes(self) -> dict[str, str | int]:
         """What every span about a deliver_sm from this bind says (messaging conventions)."""
