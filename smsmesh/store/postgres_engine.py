@@ -55,10 +55,12 @@ from smsmesh.store.postgres_tx import (
     finalize,
 )
 from smsmesh.store.rules import (
+    RECEIPT_SCOPES_SQL,
     State,
     canonical_smsc_id,
     dumps,
     inbound_payload,
+    part_key_rows,
     public_status,
 )
 
@@ -762,18 +764,6 @@ SELECT (SELECT count(*) FROM gone) AS messages,
 """
 
 
-# The distinct receipt scopes of part_keys' leading key column, one index probe each.
-_KEY_SCOPES = """
-WITH RECURSIVE scope(name) AS (
-    SELECT (SELECT min(connection) FROM part_keys)
-    UNION ALL
-    SELECT (SELECT min(connection) FROM part_keys WHERE connection > scope.name)
-    FROM scope WHERE scope.name IS NOT NULL
-)
-SELECT name FROM scope WHERE name IS NOT NULL
-"""
-
-
 async def purge_messages_batch(conn: Conn, older_than: float, limit: int) -> int:
     """Delete up to `limit` final messages with their parts, keys and events.
 
@@ -783,17 +773,9 @@ async def purge_messages_batch(conn: Conn, older_than: float, limit: int) -> int
     async with conn.transaction():
         r = await conn.fetchrow(_PURGE_MESSAGES, older_than, limit)
         assert r is not None
-        # Keys live under the receipt scope (the connection or `group:<name>`), which
-        # parts do not record: delete each part's keys under every scope in use.
-        scopes = [row[0] for row in await conn.fetch(_KEY_SCOPES)] if r["part_no"] else []
-        keys = [
-            (scope, key, message_id, part)
-            for message_id, part, smsc_id in zip(
-                r["part_message"], r["part_no"], r["part_smsc_id"], strict=True
-            )
-            for key in id_candidates(smsc_id)
-            for scope in scopes
-        ]
+        parts = list(zip(r["part_message"], r["part_no"], r["part_smsc_id"], strict=True))
+        scopes = [row[0] for row in await conn.fetch(RECEIPT_SCOPES_SQL)] if parts else []
+        keys = part_key_rows(parts, scopes)
         if keys:
             await conn.execute(
                 """DELETE FROM part_keys k

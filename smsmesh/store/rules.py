@@ -225,3 +225,30 @@ def receipt_detail(part: int, receipt: Receipt, *, late: bool) -> dict[str, Any]
     if late:
         detail["arrived_before_submit"] = True
     return detail
+
+
+# Retention: the distinct receipt scopes in part_keys' leading key column, one index
+# probe each (a loose index scan; the same SQL on SQLite and PostgreSQL). Keys are
+# stored under the scope (the connection or `group:<name>`), which parts do not record.
+RECEIPT_SCOPES_SQL = """
+WITH RECURSIVE scope(name) AS (
+    SELECT (SELECT min(connection) FROM part_keys)
+    UNION ALL
+    SELECT (SELECT min(connection) FROM part_keys WHERE connection > scope.name)
+    FROM scope WHERE scope.name IS NOT NULL
+)
+SELECT name FROM scope WHERE name IS NOT NULL
+"""
+
+
+def part_key_rows(
+    parts: Sequence[tuple[str, int, str]], scopes: Sequence[str]
+) -> list[tuple[str, str, str, int]]:
+    """(scope, key, message_id, part) of every key the parts (message_id, part, smsc_id)
+    may be stored under: each id form, in each scope."""
+    return [
+        (scope, key, message_id, part)
+        for message_id, part, smsc_id in parts
+        for key in id_candidates(smsc_id)
+        for scope in scopes
+    ]

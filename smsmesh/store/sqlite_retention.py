@@ -7,29 +7,16 @@ pays for no extra index. Finished webhook jobs are found by the partial index
 `webhooks_finished` (schema version 4). A message whose webhook is still pending stays
 until the job ends.
 
-Receipt keys (part_keys) are stored under a receipt scope (the connection, or
-`group:<name>`) that the parts table does not record; the few scopes in use are read
-from the key index itself, and each part's keys are deleted under each of them.
+Receipt keys are deleted under every receipt scope in use (`rules.part_key_rows`).
 """
 
 from __future__ import annotations
 
 from smsmesh.model import MessageStatus, first_message_id_at
-from smsmesh.smpp.receipt import id_candidates
+from smsmesh.store.rules import RECEIPT_SCOPES_SQL, part_key_rows
 from smsmesh.store.sqlite_tx import Tx, qmarks
 
 FINAL = ", ".join(f"'{status.value}'" for status in MessageStatus if status.is_final)
-
-# The distinct values of part_keys' leading key column, one index probe each.
-_SCOPES = """
-WITH RECURSIVE scope(name) AS (
-    SELECT (SELECT min(connection) FROM part_keys)
-    UNION ALL
-    SELECT (SELECT min(connection) FROM part_keys WHERE connection > scope.name)
-    FROM scope WHERE scope.name IS NOT NULL
-)
-SELECT name FROM scope WHERE name IS NOT NULL
-"""
 
 _PENDING = "(SELECT message_id FROM webhooks WHERE state = 'pending')"
 
@@ -55,16 +42,11 @@ def purge_batch(tx: Tx, older_than: float, limit: int) -> tuple[int, int, int]:
         parts = conn.execute(
             f"SELECT message_id, part, smsc_id FROM parts WHERE message_id IN ({marks})", ids
         ).fetchall()
-        scopes = [row[0] for row in conn.execute(_SCOPES)]
+        scopes = [row[0] for row in conn.execute(RECEIPT_SCOPES_SQL)]
         conn.executemany(
             """DELETE FROM part_keys
                WHERE connection = ? AND key = ? AND message_id = ? AND part = ?""",
-            [
-                (scope, key, message_id, part)
-                for message_id, part, smsc_id in parts
-                for key in id_candidates(smsc_id)
-                for scope in scopes
-            ],
+            part_key_rows(parts, scopes),
         )
         conn.execute(f"DELETE FROM parts WHERE message_id IN ({marks})", ids)
         conn.execute(f"DELETE FROM events WHERE message_id IN ({marks})", ids)
