@@ -173,6 +173,9 @@ ssl_key_file = '$TLS/server.key'"
 port = $PORT
 unix_socket_directories = '$DIR'
 $tls
+# smsmesh's messages table is a queue: vacuum must come by within seconds, not the
+# default minute (README: PostgreSQL settings).
+autovacuum_naptime = 5s
 EOF
 }
 

@@ -191,9 +191,24 @@ CREATE INDEX IF NOT EXISTS messages_search_destination
 CREATE INDEX IF NOT EXISTS events_status_at ON events (at) WHERE status IS NOT NULL;
 """
 
+# 0003: messages and webhooks are queues. Every claim and status change leaves a dead
+# row version behind, and the claim index keeps pointing at it until a vacuum: claims
+# slow down as dead entries pile up at the front of that index. Vacuum these two after
+# a fixed number of changes, not after a fifth of the table changed (the default: on a
+# table holding 30 days of history, millions of dead rows first). How often autovacuum
+# looks at all is the server's `autovacuum_naptime` (README: PostgreSQL settings).
+_V3 = """
+ALTER TABLE messages SET (autovacuum_vacuum_scale_factor = 0,
+                          autovacuum_vacuum_threshold = 20000,
+                          autovacuum_analyze_scale_factor = 0.02);
+ALTER TABLE webhooks SET (autovacuum_vacuum_scale_factor = 0,
+                          autovacuum_vacuum_threshold = 20000);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial", _V1),
     Migration(2, "0002_search", _V2),
+    Migration(3, "0003_queue_vacuum", _V3),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -304,24 +304,37 @@ async def test_a_blocked_statement_ends_in_a_store_error(pg: Backend) -> None:
 
 async def test_concurrent_migrations_apply_once(pg: Backend) -> None:
     results = await asyncio.gather(*(migrate_postgres(pg.url) for _ in range(6)))
-    assert sorted(results) == [[]] * 5 + [["0001_initial", "0002_search"]]
+    names = [m.name for m in postgres_schema.MIGRATIONS]
+    assert names[:3] == ["0001_initial", "0002_search", "0003_queue_vacuum"]
+    assert sorted(results) == [[]] * 5 + [names]
     assert await migrate(pg.url) == []  # the generic entry point, idempotent
-    assert await in_schema(pg, "SELECT count(*) FROM schema_migrations") == 2
+    assert await in_schema(pg, "SELECT count(*) FROM schema_migrations") == len(names)
     stores = await asyncio.gather(*(pg.open() for _ in range(4)))  # opens race as well
     assert [pg_store(s).applied_migrations for s in stores] == [[]] * 4
+
+
+async def test_the_queue_tables_are_vacuumed_by_a_fixed_count_of_changes(pg: Backend) -> None:
+    await migrate_postgres(pg.url)
+    for table in ("messages", "webhooks"):
+        options = await in_schema(
+            pg, "SELECT reloptions FROM pg_class WHERE oid = to_regclass($1)", table
+        )
+        assert "autovacuum_vacuum_scale_factor=0" in options, table
+        assert "autovacuum_vacuum_threshold=20000" in options, table
 
 
 async def test_a_failing_migration_changes_nothing(
     pg: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await migrate_postgres(pg.url)
+    current = postgres_schema.SCHEMA_VERSION
     broken = postgres_schema.Migration(
-        3, "0003_broken", "CREATE TABLE half_done (x int); SELECT * FROM no_such_table;"
+        current + 1, "broken", "CREATE TABLE half_done (x int); SELECT * FROM no_such_table;"
     )
     monkeypatch.setattr(postgres_schema, "MIGRATIONS", (*postgres_schema.MIGRATIONS, broken))
     with pytest.raises(StoreError, match="no_such_table"):
         await migrate_postgres(pg.url)
-    assert await in_schema(pg, "SELECT max(version) FROM schema_migrations") == 2
+    assert await in_schema(pg, "SELECT max(version) FROM schema_migrations") == current
     assert await in_schema(pg, "SELECT to_regclass('half_done')::text") is None
 
 
