@@ -142,7 +142,7 @@ class InboundHandler:
         answer: asyncio.Future[Pdu | None] = asyncio.get_running_loop().create_future()
 
         def stored(result: asyncio.Future[ReceiptMatch]) -> None:
-            if answer.done():  # the session went away and cancelled it
+            if answer.done():  # cancelled by whoever held it: nothing to answer
                 return
             if result.cancelled() or result.exception() is not None:
                 why = "cancelled" if result.cancelled() else result.exception()
