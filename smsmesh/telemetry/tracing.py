@@ -15,9 +15,11 @@ leave smsmesh.
 Cost: `setup_tracing` installs an SDK provider only when spans can go somewhere
 (OTEL_TRACES_EXPORTER is not `none`, an OTLP endpoint is set, OTEL_SDK_DISABLED is not
 true). Otherwise the API's no-op tracer answers every call and no span is recorded;
-the caller's context still passes through untouched. When exporting, spans are handed
-to a `BatchSpanProcessor` (its thread encodes and sends them; OTEL_BSP_* tune it), and
-`shutdown_tracing` flushes what is left — every process calls it on its SIGTERM path.
+the caller's context still passes through untouched. When exporting over OTLP, spans
+are smsmesh's own lighter `RecordingSpan`s (spans.py) handed to the SDK's
+`BatchSpanProcessor` (its thread encodes them with otlp.py and sends them; OTEL_BSP_*
+tune it), and `shutdown_tracing` flushes what is left — every process calls it on its
+SIGTERM path.
 """
 
 from __future__ import annotations
