@@ -121,10 +121,7 @@ def setup_tracing(default_service_name: str, **resource: str) -> bool:
     )
     if not named:
         attributes["service.name"] = default_service_name
-    created = Resource.create(attributes)
-    provider = TracerProvider(  # the sampler comes from the environment
-        resource=_hashed_once(Resource)(created.attributes, created.schema_url)
-    )
+    provider = TracerProvider(resource=Resource.create(attributes))  # sampler from env
     exporters: list[SpanExporter] = []
     for name in _exporters():
         if name == "otlp" and _endpoint() is not None:
@@ -156,25 +153,6 @@ def setup_tracing(default_service_name: str, **resource: str) -> bool:
     _sampling_tracer = _ParentBasedTracer(base) if _parent_based() else base
     log.info("tracing: exporting spans (%s)", ", ".join(type(e).__name__ for e in exporters))
     return True
-
-
-def _hashed_once(base: type[Any]) -> type[Any]:
-    """`base` (the SDK's Resource) with its hash computed once.
-
-    The OTLP encoder groups spans by resource and so hashes the resource of every span
-    it encodes; the SDK computes that hash by serialising all resource attributes to
-    sorted JSON each time. A resource never changes after creation.
-    """
-
-    class HashedOnce(base):  # type: ignore[misc]
-        _cached_hash: int | None = None
-
-        def __hash__(self) -> int:
-            if self._cached_hash is None:
-                self._cached_hash = super().__hash__()
-            return self._cached_hash
-
-    return HashedOnce
 
 
 def shutdown_tracing() -> None:
@@ -215,11 +193,12 @@ def _parent_based() -> bool:
 
 
 class _ParentBasedTracer(trace.Tracer):
-    """The SDK tracer, minus the work of creating spans nobody will record.
+    """A tracer (smsmesh's or the SDK's), minus the work of creating spans nobody will
+    record.
 
     With a parent-based sampler a span whose parent was not sampled is a non-recording
-    span by definition; the SDK still runs the sampler, makes ids and a span object, and
-    attaches a context for each. Sampling one message in ten, that was most of what
+    span by definition; a tracer still runs the sampler, makes ids and a span object,
+    and attaches a context for each. Sampling one message in ten, that was most of what
     tracing cost. Here such a span is simply the parent's own non-recording span, made
     current for its block: a carrier injected from it still says "not sampled". A root
     span the sampler drops is made current the same light way.
