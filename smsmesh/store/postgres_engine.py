@@ -252,9 +252,7 @@ SELECT {columns} FROM messages JOIN picked USING (id)
 EXPIRE_BATCH = 2000
 
 
-async def expire_batch(
-    conn: Conn, now: float, receipt_grace: float, webhook_channel: str = ""
-) -> int:
+async def expire_batch(conn: Conn, now: float, receipt_grace: float, webhook_channel: str) -> int:
     """Expire up to EXPIRE_BATCH queued and as many submitted messages; one transaction."""
     changes = Changes()
     count = 0
@@ -519,7 +517,7 @@ SELECT count(*) FROM inserted
 
 
 async def record_inbound(
-    conn: Conn, messages: Sequence[InboundMessage], webhook_channel: str = ""
+    conn: Conn, messages: Sequence[InboundMessage], webhook_channel: str
 ) -> None:
     unique: dict[str, InboundMessage] = {}
     for m in messages:
