@@ -9,7 +9,8 @@ and this process is the load generator (and webhook receiver). All on 127.0.0.1.
 Scenarios (each with fresh processes and a fresh store):
   baseline      an SMPP client of smsmesh's core straight to the simulator: the ceiling
   throughput    N messages over HTTP, window 100, no TPS limit, receipts off
-  receipts      the same with a receipt for every message, sent instantly
+  receipts      the same with a receipt for every message, sent instantly (and the
+                share of receipts stored when the last submit_sm arrived; wrk runs)
   latency       a steady 500 messages/s: accept -> submit_sm and the receipt round trip
   tps           a TPS limit of 200 with a backlog: achieved rate and 100 ms smoothness
   tracing       throughput and the steady latency run, tracing off vs exported over
