@@ -25,10 +25,14 @@ class Batcher(Generic[T, R]):
         flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
         *,
         max_batch: int = 500,
+        backlog_batch: int | None = None,
         name: str = "batcher",
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
+        # More than twice max_batch waiting: batches of up to this many, so a backlog
+        # is worked off in fewer, larger transactions instead of growing.
+        self._backlog_batch = max(max_batch, backlog_batch or max_batch)
         self._name = name
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._wakeup = asyncio.Event()
@@ -70,8 +74,11 @@ class Batcher(Generic[T, R]):
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
+                size = self._max_batch
+                if len(self._pending) > 2 * size:
+                    size = self._backlog_batch
+                batch = self._pending[:size]
+                del self._pending[:size]
                 await self._flush_batch(batch)
             if self._closing:
                 return

@@ -47,6 +47,29 @@ async def test_max_batch_splits_large_queues() -> None:
     await batcher.close()
 
 
+async def test_a_backlog_is_worked_off_in_backlog_batches() -> None:
+    """Short queues keep small batches; more than twice max_batch waiting, bigger ones."""
+    sizes: list[int] = []
+    gate = asyncio.Event()
+    flushing = asyncio.Event()
+
+    async def flush(items: Sequence[int]) -> list[int]:
+        sizes.append(len(items))
+        flushing.set()
+        await gate.wait()
+        return list(items)
+
+    batcher: Batcher[int, int] = Batcher(flush, max_batch=4, backlog_batch=10)
+    first = batcher.put(0)
+    await asyncio.wait_for(flushing.wait(), 5)  # item 0 is being flushed; the rest queue
+    rest = [batcher.put(i) for i in range(1, 22)]
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *rest), 5)
+    # 21 waiting (> 8): 10, then 11 waiting (> 8): 10, then 1 waiting: at most 4.
+    assert sizes == [1, 10, 10, 1]
+    await batcher.close()
+
+
 async def test_a_failed_flush_fails_every_caller_of_that_batch() -> None:
     async def flush(items: Sequence[int]) -> list[int]:
         raise OSError("disk full")
