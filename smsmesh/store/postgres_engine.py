@@ -55,6 +55,7 @@ from smsmesh.store.postgres_tx import (
     finalize,
 )
 from smsmesh.store.rules import (
+    FINAL_STATES_SQL,
     RECEIPT_SCOPES_SQL,
     State,
     canonical_smsc_id,
@@ -70,8 +71,6 @@ if TYPE_CHECKING:
     from smsmesh.store.postgres_tx import Conn
 
 log = logging.getLogger(__name__)
-
-FINAL_STATES = tuple(s.value for s in MessageStatus if s.is_final)
 
 # -- router side ------------------------------------------------------------------------
 
@@ -741,7 +740,7 @@ _PURGE_MESSAGES = f"""
 WITH doomed AS MATERIALIZED (
     SELECT coalesce(array_agg(id), '{{}}') AS ids FROM (
         SELECT m.id FROM messages m
-        WHERE m.state IN ({", ".join(f"'{s}'" for s in FINAL_STATES)}) AND m.updated_at < $1
+        WHERE m.state IN ({FINAL_STATES_SQL}) AND m.updated_at < $1
           AND NOT EXISTS (SELECT 1 FROM webhooks w
                           WHERE w.message_id = m.id AND w.state = 'pending')
         ORDER BY m.updated_at

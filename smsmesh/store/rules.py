@@ -227,6 +227,10 @@ def receipt_detail(part: int, receipt: Receipt, *, late: bool) -> dict[str, Any]
     return detail
 
 
+# Retention: the message states that are final, as an SQL list for `state IN (...)`.
+FINAL_STATES_SQL = ", ".join(f"'{status.value}'" for status in MessageStatus if status.is_final)
+
+
 # Retention: the distinct receipt scopes in part_keys' leading key column, one index
 # probe each (a loose index scan; the same SQL on SQLite and PostgreSQL). Keys are
 # stored under the scope (the connection or `group:<name>`), which parts do not record.

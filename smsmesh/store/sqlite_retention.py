@@ -12,11 +12,9 @@ Receipt keys are deleted under every receipt scope in use (`rules.part_key_rows`
 
 from __future__ import annotations
 
-from smsmesh.model import MessageStatus, first_message_id_at
-from smsmesh.store.rules import RECEIPT_SCOPES_SQL, part_key_rows
+from smsmesh.model import first_message_id_at
+from smsmesh.store.rules import FINAL_STATES_SQL, RECEIPT_SCOPES_SQL, part_key_rows
 from smsmesh.store.sqlite_tx import Tx, qmarks
-
-FINAL = ", ".join(f"'{status.value}'" for status in MessageStatus if status.is_final)
 
 _PENDING = "(SELECT message_id FROM webhooks WHERE state = 'pending')"
 
@@ -31,7 +29,7 @@ def purge_batch(tx: Tx, older_than: float, limit: int) -> tuple[int, int, int]:
         row[0]
         for row in conn.execute(
             f"""SELECT id FROM messages
-                WHERE id < ? AND state IN ({FINAL}) AND updated_at < ?
+                WHERE id < ? AND state IN ({FINAL_STATES_SQL}) AND updated_at < ?
                   AND id NOT IN {_PENDING}
                 ORDER BY id LIMIT ?""",
             (bound, older_than, limit),
