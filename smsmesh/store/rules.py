@@ -22,6 +22,8 @@ from smsmesh.model import (
 )
 from smsmesh.smpp.receipt import id_candidates
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
 # Compact JSON for stored details and payloads; one encoder, not one per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
@@ -48,7 +50,9 @@ class TimelineRows:
         detail: dict[str, Any] | None = None,
     ) -> None:
         status_value = status.value if status is not None else None
-        self.events.append((message_id, at, kind, status_value, connection, dumps(detail or {})))
+        self.events.append(
+            (message_id, at, kind, status_value, connection, dumps(detail) if detail else "{}")
+        )
 
 
 class State(StrEnum):
@@ -110,8 +114,14 @@ def match_mode(stored_key: str, received_key: str) -> MatchMode:
 
 
 def has_several_readings(received_key: str) -> bool:
-    """Whether an id reads differently as hex and as decimal (so it can teach a mode)."""
-    return len(id_candidates(received_key.lstrip("0") or "0")) > 1
+    """Whether an id (canonical form) reads differently as hex and as decimal, so that a
+    match of it can teach a mode; the same as `len(id_candidates(stripped)) > 1`,
+    without building them: digits read differently from two digits on (hex "10" is
+    sixteen), other hex ids always do, as long as they are not too long to convert."""
+    stripped = received_key.lstrip("0") or "0"
+    if stripped.isdigit():
+        return len(stripped) > 1
+    return len(stripped) <= 32 and all(c in _HEX_DIGITS for c in stripped)
 
 
 def _as_hex(key: str) -> int | None:
@@ -129,18 +139,32 @@ def final_outcome(
     None while any part lacks a final receipt. All delivered: `delivered`. Otherwise
     the status of the first failed part in part order, with a reason naming it.
     """
-    states = sorted(part_states)
-    parsed = [(part, ReceiptState(s) if s else None, err) for part, s, err in states]
+    if len(part_states) == 1:  # most messages: no sorting, no list
+        part, state, error_code = part_states[0]
+        return part_outcome(part, ReceiptState(state), error_code) if state else None
+    parsed = [(part, ReceiptState(s) if s else None, err) for part, s, err in sorted(part_states)]
     if not parsed or any(s is None or not s.is_final for _, s, _ in parsed):
         return None
     for part, state, error_code in parsed:
         assert state is not None
         if state is not ReceiptState.DELIVERED:
-            reason = f"part {part}: {state.value}"
-            if error_code:
-                reason += f" (err {error_code})"
-            return state.message_status(), reason
+            return part_outcome(part, state, error_code)
     return MessageStatus.DELIVERED, None
+
+
+def part_outcome(
+    part: int, state: ReceiptState, error_code: str | None
+) -> tuple[MessageStatus, str | None] | None:
+    """What one part's receipt state means for its message: None while not final,
+    else the status and, for anything but delivered, a reason naming the part."""
+    if not state.is_final:
+        return None
+    if state is ReceiptState.DELIVERED:
+        return MessageStatus.DELIVERED, None
+    reason = f"part {part}: {state.value}"
+    if error_code:
+        reason += f" (err {error_code})"
+    return state.message_status(), reason
 
 
 def status_payload(

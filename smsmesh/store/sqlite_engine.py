@@ -535,11 +535,8 @@ class Engine:
     # -- receipts ---------------------------------------------------------------------
 
     def record_receipts(self, receipts: Sequence[Receipt]) -> list[ReceiptMatch]:
-        results: list[ReceiptMatch] = []
         with self._write() as tx:
-            for receipt in receipts:
-                results.append(self._receipts.record(tx, receipt))
-        return results
+            return self._receipts.record_batch(tx, receipts)
 
     # -- inbound, connection state, timeline -------------------------------------------
 

@@ -47,6 +47,13 @@ INSERT INTO webhooks (
 """
 
 
+FINALIZE_MESSAGE = """
+UPDATE messages SET state = ?, error = ?, updated_at = ?,
+                    command_status = coalesce(?, command_status)
+WHERE id = ?
+"""
+
+
 def finalize(
     tx: Tx,
     message_id: str,
@@ -64,12 +71,23 @@ def finalize(
     `parts` are (part, smsc id, state) and `message` its (callback_url, client_ref,
     destination, trace_context) when the caller has just read them.
     """
-    tx.conn.execute(
-        """UPDATE messages SET state = ?, error = ?, updated_at = ?,
-                               command_status = coalesce(?, command_status)
-           WHERE id = ?""",
-        (status.value, error, at, command_status, message_id),
-    )
+    tx.conn.execute(FINALIZE_MESSAGE, (status.value, error, at, command_status, message_id))
+    finalized(tx, message_id, status, at, error, connection, detail, parts, message)
+
+
+def finalized(
+    tx: Tx,
+    message_id: str,
+    status: MessageStatus,
+    at: float,
+    error: str | None,
+    connection: str | None,
+    detail: dict[str, Any] | None = None,
+    parts: Sequence[tuple[int, str, str | None]] | None = None,
+    message: tuple[str | None, str | None, str, str] | None = None,
+) -> None:
+    """The rest of `finalize` for a caller that updates the message row itself
+    (`FINALIZE_MESSAGE`, batched): the final timeline event and the webhook job."""
     event_detail = dict(detail or {})
     if error:
         event_detail.setdefault("reason", error)

@@ -289,3 +289,49 @@ async def test_receipt_events_carry_part_state_and_error(store: Store) -> None:
     assert receipt_event.detail["error_code"] == "034"
     assert rec.events[-1].kind == "undeliverable"
     assert rec.events[-1].status is MessageStatus.UNDELIVERABLE
+
+
+async def test_one_batch_mixes_every_kind_of_receipt(store: Store) -> None:
+    """One batch with receipts the store can apply in bulk (one-part, first receipt) and
+    ones it must take one at a time (unknown id, multi-part, repeat, two receipts for
+    one message): each gets the answer it would get alone, in input order."""
+    plain = await submit_new(store, "h1", callback_url=CALLBACK)
+    multi = await submit_new(store, "h2a", "h2b")
+    done = await submit_new(store, "h3")
+    await store.record_receipts([receipt("h3")])
+    twice = await submit_new(store, "h4")
+    matches = await store.record_receipts(
+        [
+            receipt("h4", ReceiptState.ENROUTE, at=T0 + 40),
+            receipt("h1"),
+            receipt("zz"),
+            receipt("h2b"),
+            receipt("h3", ReceiptState.UNDELIVERABLE),
+            receipt("h4", at=T0 + 41),
+            receipt("h2a", ReceiptState.EXPIRED),
+        ]
+    )
+    assert [(m.message_id, m.part, m.message_status) for m in matches] == [
+        (twice, 1, MessageStatus.SUBMITTED),
+        (plain, 1, MessageStatus.DELIVERED),
+        (None, None, None),
+        (multi, 2, MessageStatus.SUBMITTED),
+        (done, 1, MessageStatus.DELIVERED),
+        (twice, 1, MessageStatus.DELIVERED),
+        (multi, 1, MessageStatus.EXPIRED),
+    ]
+    assert [(await record(store, m)).status for m in (plain, multi, done, twice)] == [
+        MessageStatus.DELIVERED,
+        MessageStatus.EXPIRED,
+        MessageStatus.DELIVERED,
+        MessageStatus.DELIVERED,
+    ]
+    rec = await record(store, twice)
+    assert kinds(rec)[-3:] == ["receipt", "receipt", "delivered"]
+    assert [e.detail["state"] for e in rec.events if e.kind == "receipt"] == [
+        "enroute",
+        "delivered",
+    ]
+    assert kinds(await record(store, plain))[-2:] == ["receipt", "delivered"]
+    [job] = await all_webhooks(store)
+    assert (job.message_id, job.payload["status"]) == (plain, "delivered")
