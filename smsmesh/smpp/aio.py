@@ -4,7 +4,10 @@
 one `Session` and adds what needs a clock or tasks:
 
 * a window: at most `window` of our requests outstanding; `request()` waits for a slot,
-  and a request that times out gives its slot back;
+  and a request that times out gives its slot back. `start_request()` is the same
+  without a coroutine, for a caller sending many requests from callbacks: it sends at
+  once when `can_request` says a slot is free and returns the response's Future, and
+  `when_ready()` tells such a caller when it may send again;
 * per-request response timeouts, and `SessionClosed` for every waiter the moment the
   connection drops;
 * inbound requests handed to `on_request`, at most `inbound_limit` at once (then the
@@ -132,9 +135,13 @@ class AsyncSession(asyncio.Protocol):
         self.peer: Any = None
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._waiters: dict[int, tuple[asyncio.Future[Pdu], asyncio.TimerHandle | None]] = {}
+        # sequence_number -> (response future, its timer, whether it holds a window slot
+        # that must be given back with the answer: start_request's do, request's do not,
+        # their coroutine gives its slot back itself).
+        self._waiters: dict[int, tuple[asyncio.Future[Pdu], asyncio.TimerHandle | None, bool]] = {}
         self._in_flight = 0
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        self._ready_callbacks: list[Callable[[], object]] = []
         self._idle_waiter: asyncio.Future[None] | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._write_paused = False
@@ -178,6 +185,18 @@ class AsyncSession(asyncio.Protocol):
         """True once close/unbind began or the connection is gone."""
         return self._closing or self._lost
 
+    @property
+    def can_request(self) -> bool:
+        """True when `start_request` would send now: open, a window slot free with no
+        `request()` queued for one, and the transport not asking us to stop writing."""
+        return (
+            self._in_flight < self.window
+            and not self._slot_waiters
+            and not self._write_paused
+            and not self._closing
+            and not self._lost
+        )
+
     # The timeouts below are SMPP response timers (one timer per request that also frees
     # its window slot and tells the session to forget it), not cancel scopes.
     async def request(self, pdu: Pdu, timeout: float | None = None) -> Pdu:
@@ -195,6 +214,39 @@ class AsyncSession(asyncio.Protocol):
             return await self._roundtrip(pdu, self.response_timeout if timeout is None else timeout)
         finally:
             self._release_slot()
+
+    def start_request(self, pdu: Pdu, timeout: float | None = None) -> asyncio.Future[Pdu]:
+        """Send a request now and return the Future of its response; no coroutine, no task.
+
+        For callers that send many requests from callbacks (the simulator's receipts):
+        call it only while `can_request` is true, else it raises SessionClosed (closed)
+        or RuntimeError (no free slot, or writing paused: see `when_ready`). The request
+        holds a window slot until its Future is done: with the response (which may carry
+        an error status), ResponseTimeout after `timeout` seconds (default:
+        response_timeout; 0 waits for ever), or SessionClosed when the connection goes.
+        The slot is given back before the Future's done-callbacks run, so one may send
+        the next request. Cancelling the Future does not free the slot early: the
+        answer, the timer or the connection's end still does. Raises LocalProtocolError
+        or PduError (slot not taken) like `request`.
+        """
+        if self._closing or self._lost:
+            raise SessionClosed("session is closed")
+        if not self.can_request:
+            raise RuntimeError(
+                "start_request needs a free window slot and a writable transport "
+                "(check can_request, or wait for when_ready)"
+            )
+        return self._send_request(pdu, self.response_timeout if timeout is None else timeout, True)[
+            1
+        ]
+
+    def when_ready(self, callback: Callable[[], object]) -> None:
+        """Call `callback()` once, from the loop, as soon as `can_request` is true: at
+        the next iteration if it is now, else when a window slot frees or writing
+        resumes. Never called if the session closes first."""
+        self._ready_callbacks.append(callback)
+        if self.can_request:
+            self._call_ready()
 
     def send(self, pdu: Pdu) -> int:
         """Queue a PDU without waiting: a response, or a request whose answer you ignore."""
@@ -270,6 +322,13 @@ class AsyncSession(asyncio.Protocol):
                 waiter.set_result(None)
                 return
         self._in_flight -= 1
+        if self._ready_callbacks and self.can_request:
+            self._call_ready()
+
+    def _call_ready(self) -> None:
+        callbacks, self._ready_callbacks = self._ready_callbacks, []
+        for callback in callbacks:
+            self._loop.call_soon(callback)
 
     # --- requests and responses ----------------------------------------------------
 
@@ -282,16 +341,7 @@ class AsyncSession(asyncio.Protocol):
     ) -> Pdu:
         if self._write_paused and wait_writable:
             await self._wait_writable()
-        if self._lost:
-            raise SessionClosed("session is closed")
-        seq = self.session.send(pdu)
-        future: asyncio.Future[Pdu] = self._loop.create_future()
-        handle = self._loop.call_later(timeout, self._expire, seq, timeout) if timeout else None
-        self._waiters[seq] = (future, handle)
-        if self.session.pending_output >= _EAGER_FLUSH:
-            self._flush()  # lets the transport call pause_writing before more is queued
-        else:
-            self._schedule_flush()
+        seq, future = self._send_request(pdu, timeout, False)
         try:
             return await future
         except asyncio.CancelledError:
@@ -303,10 +353,30 @@ class AsyncSession(asyncio.Protocol):
                 self._check_idle()
             raise
 
+    def _send_request(
+        self, pdu: Pdu, timeout: float, holds_slot: bool
+    ) -> tuple[int, asyncio.Future[Pdu]]:
+        """Queue a request and register the Future (and timer) its response resolves."""
+        if self._lost:
+            raise SessionClosed("session is closed")
+        seq = self.session.send(pdu)
+        if holds_slot:  # taken once the PDU is accepted: a refused one holds nothing
+            self._in_flight += 1
+        future: asyncio.Future[Pdu] = self._loop.create_future()
+        handle = self._loop.call_later(timeout, self._expire, seq, timeout) if timeout else None
+        self._waiters[seq] = (future, handle, holds_slot)
+        if self.session.pending_output >= _EAGER_FLUSH:
+            self._flush()  # lets the transport call pause_writing before more is queued
+        else:
+            self._schedule_flush()
+        return seq, future
+
     def _expire(self, seq: int, timeout: float) -> None:
         entry = self._waiters.pop(seq, None)
         if entry is None:
             return
+        if entry[2]:
+            self._release_slot()
         request = self.session.forget(seq)
         future = entry[0]
         if not future.done():
@@ -436,9 +506,11 @@ class AsyncSession(asyncio.Protocol):
                     continue
                 entry = self._waiters.pop(request.sequence_number, None)
                 if entry is not None:
-                    future, handle = entry
+                    future, handle, holds_slot = entry
                     if handle is not None:
                         handle.cancel()
+                    if holds_slot:
+                        self._release_slot()
                     if not future.done():
                         future.set_result(event.response)  # type: ignore[attr-defined]
                     if self._idle_waiter is not None:
@@ -476,9 +548,12 @@ class AsyncSession(asyncio.Protocol):
             if handle is not None:
                 handle.cancel()
         waiters, self._waiters = self._waiters, {}
-        for future, timer in waiters.values():
+        self._ready_callbacks.clear()
+        for future, timer, holds_slot in waiters.values():
             if timer is not None:
                 timer.cancel()
+            if holds_slot:
+                self._in_flight -= 1  # not handed over: every slot waiter fails below
             if not future.done():
                 future.set_exception(SessionClosed(f"connection to {self.peer} closed"))
         while self._slot_waiters:
@@ -498,6 +573,8 @@ class AsyncSession(asyncio.Protocol):
         self._write_paused = False
         self._wake_writers()
         self._resume_reading(_PAUSED_WRITE)
+        if self._ready_callbacks and self.can_request:
+            self._call_ready()
 
     # --- plumbing -----------------------------------------------------------------------
 

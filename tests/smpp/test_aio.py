@@ -438,6 +438,158 @@ async def test_smsc_cannot_deliver_to_a_transmitter(smsc: Smsc) -> None:
     await client.unbind(timeout=WAIT)
 
 
+# --- requests without a coroutine (start_request) ------------------------------------
+
+
+async def test_start_request_holds_its_slot_until_the_answer(smsc: Smsc) -> None:
+    smsc.enough = 2
+    client = await bound_client(smsc, window=2)
+    first = client.start_request(submit(b"hold"), timeout=WAIT)
+    second = client.start_request(submit(b"hold"), timeout=WAIT)
+    assert client.window_in_use == 2
+    assert not client.can_request
+    with pytest.raises(RuntimeError, match="free window slot"):
+        client.start_request(submit(), timeout=WAIT)
+    # request() waits for one of those slots (start_request's slots are handed over too).
+    queued = asyncio.ensure_future(client.request(submit(), timeout=WAIT))
+    await asyncio.wait_for(smsc.received_enough.wait(), WAIT)
+    await asyncio.sleep(0.05)  # time enough for a third submit, had it been sent
+    assert len(smsc.received) == 2
+    smsc.hold.set()
+    responses = await asyncio.wait_for(asyncio.gather(first, second, queued), WAIT)
+    assert [r.command_status for r in responses] == [S.ESME_ROK] * 3
+    assert client.window_in_use == 0
+    assert client.can_request
+    await client.unbind(timeout=WAIT)
+
+
+async def test_start_request_slot_is_free_for_the_next_one_in_its_callback(smsc: Smsc) -> None:
+    client = await bound_client(smsc, window=1)
+    done = asyncio.get_running_loop().create_future()
+    answers: list[int] = []
+
+    def answered(future: asyncio.Future[Pdu]) -> None:
+        answers.append(future.result().command_status)
+        if len(answers) == 20:
+            done.set_result(None)
+            return
+        assert client.can_request  # the one slot is already back
+        client.start_request(submit(), timeout=WAIT).add_done_callback(answered)
+
+    client.start_request(submit(), timeout=WAIT).add_done_callback(answered)
+    await asyncio.wait_for(done, WAIT)
+    assert answers == [S.ESME_ROK] * 20
+    assert smsc.max_pending <= 1
+    await client.unbind(timeout=WAIT)
+
+
+async def test_start_request_timeout_fails_it_and_frees_the_slot(smsc: Smsc) -> None:
+    client = await bound_client(smsc, window=1)
+    started = time.monotonic()
+    future = client.start_request(submit(b"hold"), timeout=0.2)
+    with pytest.raises(ResponseTimeout):
+        await asyncio.wait_for(future, WAIT)
+    assert 0.15 <= time.monotonic() - started < 2
+    assert (client.window_in_use, client.session.outstanding) == (0, 0)
+    assert client.can_request
+    smsc.hold.set()  # the late answer is ignored; the slot serves the next request
+    response = await asyncio.wait_for(client.start_request(submit(), timeout=WAIT), WAIT)
+    assert response.command_status == S.ESME_ROK
+    await client.unbind(timeout=WAIT)
+
+
+async def test_start_request_fails_with_session_closed_when_the_peer_drops(smsc: Smsc) -> None:
+    smsc.hold_all = True
+    smsc.drop_at = 3
+    client = await bound_client(smsc, window=5)
+    futures = [client.start_request(submit(), timeout=60) for _ in range(3)]
+    results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), WAIT)
+    assert all(isinstance(r, SessionClosed) for r in results), results
+    assert client.window_in_use == 0
+    assert not client.can_request
+    with pytest.raises(SessionClosed):
+        client.start_request(submit(), timeout=WAIT)
+
+
+async def test_unbind_waits_for_started_requests(smsc: Smsc) -> None:
+    smsc.hold_all = True
+    smsc.enough = 2
+    client = await bound_client(smsc, window=5)
+    futures = [client.start_request(submit(), timeout=WAIT) for _ in range(2)]
+    await asyncio.wait_for(smsc.received_enough.wait(), WAIT)
+    unbinding = asyncio.ensure_future(client.unbind(timeout=WAIT))
+    await asyncio.sleep(0)  # let unbind() begin
+    assert not client.can_request
+    with pytest.raises(SessionClosed):
+        client.start_request(submit(), timeout=WAIT)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(unbinding), 0.1)
+    smsc.hold.set()
+    responses = await asyncio.wait_for(asyncio.gather(*futures), WAIT)
+    assert [r.command_status for r in responses] == [S.ESME_ROK] * 2
+    await asyncio.wait_for(unbinding, WAIT)
+    assert client.state is State.CLOSED
+
+
+async def test_when_ready_calls_back_once_a_slot_frees(smsc: Smsc) -> None:
+    client = await bound_client(smsc, window=1)
+    ready = asyncio.Event()
+    client.when_ready(ready.set)  # a slot is free now: called at the next iteration
+    await asyncio.wait_for(ready.wait(), WAIT)
+    ready.clear()
+    held = client.start_request(submit(b"hold"), timeout=WAIT)
+    client.when_ready(ready.set)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(ready.wait(), 0.1)
+    smsc.hold.set()
+    await asyncio.wait_for(ready.wait(), WAIT)
+    assert client.can_request
+    assert (await held).command_status == S.ESME_ROK
+    await client.unbind(timeout=WAIT)
+
+
+async def test_when_ready_calls_back_once_writing_resumes() -> None:
+    resume = asyncio.Event()
+
+    async def slow_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        header = await reader.readexactly(16)
+        length, _, _, seq = struct.unpack(">IIII", header)
+        await reader.readexactly(length - 16)
+        writer.write(encode(BindTransmitterResp(sequence_number=seq, system_id="slow")))
+        await writer.drain()
+        await resume.wait()  # not read until then: the client's buffers fill up
+        while await reader.read(1 << 20):
+            pass
+
+    server = await asyncio.start_server(slow_reader, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = await connect("127.0.0.1", port, connect_timeout=WAIT, window=400)
+    try:
+        await bind(client, BindType.TRANSMITTER, "esme", "secret", timeout=WAIT)
+        payload = (Tlv(Tag.MESSAGE_PAYLOAD, b"x" * 60_000),)
+        futures = []
+        for _ in range(400):  # bounded: until the transport asks us to stop writing
+            if not client.can_request:
+                break
+            futures.append(client.start_request(SubmitSm(destination_addr="1", tlvs=payload)))
+            await asyncio.sleep(0)
+        assert client._write_paused
+        assert not client.can_request
+        assert client.window_in_use == len(futures) < 400
+        ready = asyncio.Event()
+        client.when_ready(ready.set)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ready.wait(), 0.1)
+        resume.set()
+        await asyncio.wait_for(ready.wait(), WAIT)
+        assert client.can_request
+    finally:
+        client.abort()
+        server.close()
+    results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), WAIT)
+    assert all(isinstance(r, SessionClosed) for r in results)
+
+
 # --- flow control ---------------------------------------------------------------------
 
 
