@@ -10,10 +10,18 @@ goes to a *receiver* (a bound session that can take deliveries):
 * while none is bound the shared queue keeps them (bounded, oldest dropped first) until
   one binds, as real SMSCs do.
 
-Each receiver runs `window` worker coroutines, so at most `window` deliver_sm are
-outstanding per session. A receipt the client refuses (any error status) or does not
-answer within `deliver_timeout` is retried after `retry_delay`, doubling, until
-`receipt_attempts` attempts were made. One lost with its connection is queued again.
+Sending is driven by callbacks, not coroutines: a receiver with a free slot sends a
+receipt's deliver_sm at once (`AsyncSession.start_request`) and the response Future's
+done-callback accounts for the answer and sends the next queued receipt, so a receipt
+costs no task and no coroutine resumption (the simulator shares a machine with the
+gateway it tests, and every microsecond it spends is taken from the gateway). At most
+`window` deliver_sm are outstanding per session. Receipts become due inside a submit's
+handler; the receiver sends them from a callback of the next loop iteration (one per
+burst of submits), so a receipt never overtakes its submit_sm_resp on the wire.
+
+A receipt the client refuses (any error status) or does not answer within
+`deliver_timeout` is retried after `retry_delay`, doubling, until `receipt_attempts`
+attempts were made. One lost with its connection is queued again.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Generic, TypeVar
 
 from smsmesh.simulator.counters import Counters
@@ -31,7 +40,7 @@ from smsmesh.simulator.messages import PendingReceipt, receipt_pdu
 from smsmesh.simulator.settings import SimulatorSettings
 from smsmesh.smpp.aio import AsyncSession, ResponseTimeout, SessionClosed
 from smsmesh.smpp.codec import PduError
-from smsmesh.smpp.pdu import CommandStatus
+from smsmesh.smpp.pdu import CommandStatus, Pdu
 from smsmesh.smpp.session import LocalProtocolError
 
 __all__ = ["ReceiptDelivery", "Receiver", "Scheduler"]
@@ -94,48 +103,51 @@ class Scheduler(Generic[T]):
             self._arm(heap[0][0])
 
 
-class Receiver:
-    """A bound session that can take deliveries, with the receipts routed to it."""
-
-    __slots__ = ("_idle", "own", "session", "system_id", "workers")
-
-    def __init__(self, session: AsyncSession, system_id: str) -> None:
-        self.session = session
-        self.system_id = system_id
-        self.own: deque[PendingReceipt] = deque()
-        self.workers: list[asyncio.Task[None]] = []
-        self._idle: deque[asyncio.Future[None]] = deque()
-
-    @property
-    def closed(self) -> bool:
-        return self.session.closed
-
-    def wake_one(self) -> bool:
-        """Wake one idle worker; False if none was idle."""
-        idle = self._idle
-        while idle:
-            waiter = idle.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return True
-        return False
-
-    def wake_all(self) -> None:
-        while self.wake_one():
-            pass
-
-    async def idle(self) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._idle.append(waiter)
-        await waiter
-
-
 class _Account:
     __slots__ = ("receivers", "shared")
 
     def __init__(self) -> None:
         self.shared: deque[PendingReceipt] = deque()
         self.receivers: list[Receiver] = []
+
+
+class Receiver:
+    """A bound session that can take deliveries, with the receipts routed to it.
+
+    `own` holds receipts of messages this session submitted; `outstanding` counts its
+    deliver_sm not answered yet. The other fields belong to ReceiptDelivery.
+    """
+
+    __slots__ = (
+        "account",
+        "kick",
+        "kicked",
+        "on_ready",
+        "outstanding",
+        "own",
+        "session",
+        "system_id",
+        "waiting_ready",
+    )
+
+    def __init__(self, session: AsyncSession, system_id: str, account: _Account) -> None:
+        self.session = session
+        self.system_id = system_id
+        self.account = account
+        self.own: deque[PendingReceipt] = deque()
+        self.outstanding = 0
+        self.kicked = False  # a pump is scheduled for the next loop iteration
+        self.waiting_ready = False  # waiting for the session's when_ready
+        self.kick: Callable[[], None] = _nothing
+        self.on_ready: Callable[[], None] = _nothing
+
+    @property
+    def closed(self) -> bool:
+        return self.session.closed
+
+
+def _nothing() -> None:
+    pass
 
 
 class ReceiptDelivery:
@@ -154,7 +166,7 @@ class ReceiptDelivery:
         self._loop = asyncio.get_running_loop()
         self._scheduler: Scheduler[PendingReceipt] = Scheduler(self._dispatch)
         self._accounts: dict[str, _Account] = {}
-        self._workers: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     # --- scheduling -----------------------------------------------------------------
 
@@ -187,12 +199,12 @@ class ReceiptDelivery:
         return account
 
     def _dispatch(self, receipt: PendingReceipt) -> None:
+        """Queue a due receipt for its receiver and have that receiver send soon."""
         origin = receipt.origin
         limit = self.settings.max_queued_receipts
         if isinstance(origin, Receiver) and not origin.closed and len(origin.own) < limit:
             origin.own.append(receipt)
-            origin.wake_one()
-            self._notify()
+            self._kick(origin)  # the pump notifies when it runs
             return
         account = self._account(receipt.system_id)
         shared = account.shared
@@ -200,38 +212,44 @@ class ReceiptDelivery:
             shared.popleft()
             self.counters.receipts_dropped += 1
         shared.append(receipt)
+        kicked = False
         for receiver in account.receivers:
-            if receiver.wake_one():
-                break
-        self._notify()
+            if not receiver.closed:
+                self._kick(receiver)
+                kicked = True
+        if not kicked:  # it stays queued: nothing else will say so
+            self._notify()
 
     # --- receivers --------------------------------------------------------------------
 
     def add_receiver(self, session: AsyncSession) -> Receiver:
         """Start delivering to a session bound as receiver or transceiver."""
         system_id = session.system_id or ""
-        receiver = Receiver(session, system_id)
-        self._account(system_id).receivers.append(receiver)
-        for _ in range(self.settings.window):
-            task = asyncio.ensure_future(self._work(receiver))
-            receiver.workers.append(task)
-            self._workers.add(task)
-            task.add_done_callback(self._workers.discard)
+        account = self._account(system_id)
+        receiver = Receiver(session, system_id, account)
+        receiver.kick = partial(self._run_kick, receiver)
+        receiver.on_ready = partial(self._run_ready, receiver)
+        account.receivers.append(receiver)
+        if account.shared:
+            self._kick(receiver)
         return receiver
 
     def remove_receiver(self, receiver: Receiver) -> None:
-        """The session is gone: its undelivered receipts go back to the shared queue."""
-        account = self._account(receiver.system_id)
+        """The session is gone: its undelivered receipts go back to the shared queue.
+
+        Those it had sent but not seen answered come back on their own: their Futures
+        fail with SessionClosed and are queued again from their callbacks.
+        """
+        account = receiver.account
         if receiver in account.receivers:
             account.receivers.remove(receiver)
-        receiver.wake_all()
         while receiver.own:
             receipt = receiver.own.pop()
             receipt.origin = None
             account.shared.appendleft(receipt)
         if account.shared:
             for other in account.receivers:
-                other.wake_all()
+                self._kick(other)
 
     def receivers(self, system_id: str | None = None) -> list[Receiver]:
         """Open receivers, of one system_id or of all."""
@@ -243,59 +261,95 @@ class ReceiptDelivery:
         return [r for r in found if not r.closed]
 
     async def close(self) -> None:
-        """Stop the timer and every worker. Receipts not yet delivered are abandoned."""
+        """Stop the timer and all sending. Receipts not yet delivered are abandoned."""
+        self._closed = True
         self._scheduler.cancel()
-        workers = list(self._workers)
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
 
     # --- sending ----------------------------------------------------------------------
 
-    async def _work(self, receiver: Receiver) -> None:
-        account = self._account(receiver.system_id)
-        while not receiver.closed:
-            if receiver.own:
-                receipt = receiver.own.popleft()
-            elif account.shared:
-                receipt = account.shared.popleft()
-            else:
-                await receiver.idle()
-                continue
-            await self._send(receiver, receipt)
+    def _kick(self, receiver: Receiver) -> None:
+        """Have `receiver` send what it can at the next loop iteration (once however
+        many receipts arrive before then)."""
+        if not receiver.kicked:
+            receiver.kicked = True
+            self._loop.call_soon(receiver.kick)
 
-    async def _send(self, receiver: Receiver, receipt: PendingReceipt) -> None:
-        settings = self.settings
-        counters = self.counters
-        receipt.attempts += 1
-        counters.receipts_sent += 1
+    def _run_kick(self, receiver: Receiver) -> None:
+        receiver.kicked = False
+        self._pump(receiver)
         self._notify()
+
+    def _run_ready(self, receiver: Receiver) -> None:
+        receiver.waiting_ready = False
+        self._pump(receiver)
+        self._notify()
+
+    def _pump(self, receiver: Receiver) -> None:
+        """Send queued receipts (the receiver's own first, then its account's) while it
+        has fewer than `window` outstanding and its session can take a request."""
+        if self._closed:
+            return
+        session = receiver.session
+        own = receiver.own
+        shared = receiver.account.shared
+        settings = self.settings
+        window = settings.window
+        while receiver.outstanding < window and (own or shared):
+            if not session.can_request:
+                # A window slot held by an MO message, or the socket's buffer is full:
+                # go on when the session says so (our own answers may never come).
+                if not session.closed and not receiver.waiting_ready:
+                    receiver.waiting_ready = True
+                    session.when_ready(receiver.on_ready)
+                return
+            self._send(receiver, own.popleft() if own else shared.popleft(), settings)
+
+    def _send(
+        self, receiver: Receiver, receipt: PendingReceipt, settings: SimulatorSettings
+    ) -> None:
+        receipt.attempts += 1
         try:
-            response = await receiver.session.request(
+            future = receiver.session.start_request(
                 receipt_pdu(receipt, settings.receipt_mode), settings.deliver_timeout
             )
-        except SessionClosed:
+        except (LocalProtocolError, PduError) as exc:
+            log.error("cannot send receipt %s: %s", receipt.receipt_id, exc)
+            self.counters.receipts_failed += 1
+            return
+        self.counters.receipts_sent += 1
+        receiver.outstanding += 1
+        future.add_done_callback(partial(self._answered, receiver, receipt))
+
+    def _answered(
+        self, receiver: Receiver, receipt: PendingReceipt, future: asyncio.Future[Pdu]
+    ) -> None:
+        """The deliver_sm's answer (or its timeout, or the session's end) is in: count
+        it, retry or queue it again, and send the next receipt in its place."""
+        receiver.outstanding -= 1
+        if self._closed:
+            return
+        if future.cancelled() or isinstance(exc := future.exception(), SessionClosed):
             # Not the client's refusal: the connection went away. Not an attempt.
             receipt.attempts -= 1
             receipt.origin = None
             self._dispatch(receipt)
-            return
-        except ResponseTimeout:
+        elif exc is None:
+            status = future.result().command_status
+            if status == CommandStatus.ESME_ROK:
+                self.counters.receipts_acked += 1
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "receipt %s acknowledged by %s", receipt.receipt_id, receipt.system_id
+                    )
+            else:
+                self._retry(receipt, CommandStatus.describe(status))
+        elif isinstance(exc, ResponseTimeout):
             self._retry(receipt, "no deliver_sm_resp")
-            return
-        except (LocalProtocolError, PduError) as exc:
+        else:
             log.error("cannot send receipt %s: %s", receipt.receipt_id, exc)
-            counters.receipts_failed += 1
-            self._notify()
-            return
-        status = response.command_status
-        if status == CommandStatus.ESME_ROK:
-            counters.receipts_acked += 1
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("receipt %s acknowledged by %s", receipt.receipt_id, receipt.system_id)
-            self._notify()
-            return
-        self._retry(receipt, CommandStatus.describe(status))
+            self.counters.receipts_failed += 1
+        self._pump(receiver)
+        self._notify()
 
     def _retry(self, receipt: PendingReceipt, why: str) -> None:
         settings = self.settings
@@ -308,7 +362,6 @@ class ReceiptDelivery:
                 why,
             )
             self.counters.receipts_failed += 1
-            self._notify()
             return
         log.debug("receipt %s refused (%s): retrying", receipt.receipt_id, why)
         self.schedule(receipt, settings.retry_delay * 2 ** (receipt.attempts - 1))
