@@ -3,6 +3,7 @@ received submit, delivery receipt PDUs and mobile-originated (MO) PDUs."""
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 _GSM_NETWORK = 3  # network_error_code network type: GSM
+_RECEIPTED_MESSAGE_ID = Tag.RECEIPTED_MESSAGE_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,10 @@ _SAFE = frozenset(
 
 
 def _snippet(text: str) -> str:
-    return "".join(c if c in _SAFE else "?" for c in text[:20])
+    head = text[:20]
+    if _SAFE.issuperset(head):  # the common case, without a generator per character
+        return head
+    return "".join(c if c in _SAFE else "?" for c in head)
 
 
 def pending_receipt(
@@ -132,32 +137,38 @@ def pending_receipt(
     )
 
 
+@functools.cache
+def _state_tlvs(state: ReceiptState) -> tuple[int, tuple[Tlv, ...]]:
+    """The network error of a state and the TLVs that follow receipted_message_id:
+    message_state, and network_error_code for failures. The same few for every receipt."""
+    error = NETWORK_ERRORS.get(state, 0)
+    tlvs: tuple[Tlv, ...] = (Tlv.u8(Tag.MESSAGE_STATE, message_state_value(state)),)
+    if error:
+        tlvs += (Tlv(Tag.NETWORK_ERROR_CODE, bytes((_GSM_NETWORK,)) + error.to_bytes(2)),)
+    return error, tlvs
+
+
 def receipt_pdu(receipt: PendingReceipt, mode: str, done_at: float | None = None) -> DeliverSm:
     """The deliver_sm (esm_class 0x04) carrying `receipt`.
 
     mode "text": the standard receipt text only; "tlv": receipted_message_id,
     message_state and (for failures) network_error_code only; "both": both.
     """
-    state = receipt.state
-    error = NETWORK_ERRORS.get(state, 0)
+    error, state_tlvs = _state_tlvs(receipt.state)
     short_message = b""
     tlvs: tuple[Tlv, ...] = ()
     if mode != "tlv":
         short_message = format_receipt_text(
             receipt.receipt_id,
-            state,
+            receipt.state,
             error,
             receipt.submitted_at,
             time.time() if done_at is None else done_at,
             receipt.snippet,
         ).encode("ascii")
     if mode != "text":
-        tlvs = (
-            Tlv.cstr(Tag.RECEIPTED_MESSAGE_ID, receipt.receipt_id),
-            Tlv.u8(Tag.MESSAGE_STATE, message_state_value(state)),
-        )
-        if error:
-            tlvs += (Tlv(Tag.NETWORK_ERROR_CODE, bytes((_GSM_NETWORK,)) + error.to_bytes(2)),)
+        tlvs = (Tlv(_RECEIPTED_MESSAGE_ID, receipt.receipt_id.encode("latin-1") + b"\0"),)
+        tlvs += state_tlvs
     src_ton, src_npi, src = receipt.source
     dst_ton, dst_npi, dst = receipt.destination
     return DeliverSm(

@@ -362,6 +362,8 @@ def _receipt_from_tlvs(
 
 
 def _format_date(value: datetime | float) -> str:
+    if type(value) is float:  # the simulator's case, first: unix seconds
+        return _minute_text(int(value // 60))
     if isinstance(value, datetime):
         moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return moment.astimezone(UTC).strftime("%y%m%d%H%M")
@@ -372,6 +374,16 @@ def _format_date(value: datetime | float) -> str:
 def _minute_text(minute: int) -> str:
     """YYMMDDhhmm of a minute since the epoch: a receipt stream writes the same few."""
     return datetime.fromtimestamp(minute * 60, UTC).strftime("%y%m%d%H%M")
+
+
+# sub, dlvrd and err are written with three digits at least; from a table, as
+# f"{n:03d}" costs more than the rest of a receipt's text (the simulator writes
+# thousands a second).
+_THREE_DIGITS = tuple(f"{n:03d}" for n in range(1000))
+
+
+def _three_digits(n: int) -> str:
+    return _THREE_DIGITS[n] if 0 <= n < 1000 else f"{n:03d}"
 
 
 def format_receipt_text(
@@ -391,11 +403,12 @@ def format_receipt_text(
     in UTC; `text` is cut to its first 20 characters; `dlvrd` defaults to 1 when the stat
     is DELIVRD, else 0.
     """
-    code = stat_code(stat) if isinstance(stat, ReceiptState) else stat
+    code = _STAT_CODES[stat] if isinstance(stat, ReceiptState) else stat
     if dlvrd is None:
         dlvrd = 1 if code.upper() == "DELIVRD" else 0
-    err_text = f"{err:03d}" if isinstance(err, int) else err
+    err_text = _three_digits(err) if isinstance(err, int) else err
     return (
-        f"id:{id} sub:{sub:03d} dlvrd:{dlvrd:03d} submit date:{_format_date(submit_date)}"
-        f" done date:{_format_date(done_date)} stat:{code} err:{err_text} text:{text[:20]}"
+        f"id:{id} sub:{_three_digits(sub)} dlvrd:{_three_digits(dlvrd)}"
+        f" submit date:{_format_date(submit_date)} done date:{_format_date(done_date)}"
+        f" stat:{code} err:{err_text} text:{text[:20]}"
     )

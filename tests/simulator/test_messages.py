@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smsmesh.model import ReceiptState
+from smsmesh.simulator.behaviour import NETWORK_ERRORS
 from smsmesh.simulator.delivery import Scheduler
 from smsmesh.simulator.messages import (
     PendingReceipt,
@@ -19,7 +21,7 @@ from smsmesh.simulator.messages import (
 )
 from smsmesh.smpp.codec import decode, encode
 from smsmesh.smpp.pdu import DeliverSm, SubmitSm, Tag, Tlv
-from smsmesh.smpp.receipt import parse_receipt_text
+from smsmesh.smpp.receipt import format_receipt_text, parse_receipt_text
 from smsmesh.smpp.text import decode as decode_text
 from smsmesh.smpp.text import parse_concat
 
@@ -74,6 +76,96 @@ def test_receipt_pdu_states_the_outcome_in_the_chosen_form(state: ReceiptState, 
         assert fields.text == "hello"
     if state is not ReceiptState.DELIVERED:
         assert receipt.error_code not in (None, "000", "3:0")
+
+
+_STATS = {
+    ReceiptState.ENROUTE: "ENROUTE",
+    ReceiptState.DELIVERED: "DELIVRD",
+    ReceiptState.EXPIRED: "EXPIRED",
+    ReceiptState.DELETED: "DELETED",
+    ReceiptState.UNDELIVERABLE: "UNDELIV",
+    ReceiptState.ACCEPTED: "ACCEPTD",
+    ReceiptState.UNKNOWN: "UNKNOWN",
+    ReceiptState.REJECTED: "REJECTD",
+}
+_MESSAGE_STATES = {state: n for n, state in enumerate(_STATS, 1)}
+
+
+def plain_receipt_pdu(receipt: PendingReceipt, mode: str, done_at: float) -> DeliverSm:
+    """The receipt deliver_sm written the plain way, field by field: what the tuned
+    receipt_pdu must produce byte for byte."""
+
+    def minute(at: float) -> str:
+        return datetime.fromtimestamp(at // 60 * 60, UTC).strftime("%y%m%d%H%M")
+
+    error = NETWORK_ERRORS.get(receipt.state, 0)
+    stat = _STATS[receipt.state]
+    text = (
+        f"id:{receipt.receipt_id} sub:{1:03d} dlvrd:{int(stat == 'DELIVRD'):03d}"
+        f" submit date:{minute(receipt.submitted_at)} done date:{minute(done_at)}"
+        f" stat:{stat} err:{error:03d} text:{receipt.snippet[:20]}"
+    )
+    tlvs = [
+        Tlv(Tag.RECEIPTED_MESSAGE_ID, receipt.receipt_id.encode() + b"\0"),
+        Tlv(Tag.MESSAGE_STATE, bytes((_MESSAGE_STATES[receipt.state],))),
+    ]
+    if error:
+        tlvs.append(Tlv(Tag.NETWORK_ERROR_CODE, bytes((3, error >> 8, error & 0xFF))))
+    return DeliverSm(
+        source_addr_ton=receipt.source[0],
+        source_addr_npi=receipt.source[1],
+        source_addr=receipt.source[2],
+        dest_addr_ton=receipt.destination[0],
+        dest_addr_npi=receipt.destination[1],
+        destination_addr=receipt.destination[2],
+        esm_class=0x04,
+        short_message=b"" if mode == "tlv" else text.encode("ascii"),
+        tlvs=() if mode == "text" else tuple(tlvs),
+    )
+
+
+_printable = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    receipt_id=_printable,
+    state=st.sampled_from(list(ReceiptState)),
+    submitted=st.floats(0, 4_000_000_000),
+    took=st.floats(0, 86_400 * 30),
+    snippet=st.text(st.sampled_from("ab Z9?:!"), max_size=25),
+    mode=st.sampled_from(["both", "tlv", "text"]),
+)
+def test_receipt_pdu_bytes_equal_the_plain_construction(
+    receipt_id: str, state: ReceiptState, submitted: float, took: float, snippet: str, mode: str
+) -> None:
+    receipt = pending(state, snippet)
+    receipt.receipt_id = receipt_id
+    receipt.submitted_at = submitted
+    done = submitted + took
+    assert encode(receipt_pdu(receipt, mode, done_at=done)) == encode(
+        plain_receipt_pdu(receipt, mode, done)
+    )
+
+
+@given(
+    err=st.one_of(st.integers(-5, 1500), st.text(max_size=4)),
+    sub=st.integers(-5, 1500),
+    dlvrd=st.one_of(st.none(), st.integers(-5, 1500)),
+    stat=st.one_of(st.sampled_from(list(ReceiptState)), st.sampled_from(["DELIVRD", "x"])),
+    date=st.one_of(st.floats(0, 4e9), st.integers(0, 4_000_000_000)),
+)
+def test_format_receipt_text_writes_numbers_as_a_format_string_would(
+    err: int | str, sub: int, dlvrd: int | None, stat: ReceiptState | str, date: float
+) -> None:
+    code = _STATS[stat] if isinstance(stat, ReceiptState) else stat
+    expected_dlvrd = (1 if code == "DELIVRD" else 0) if dlvrd is None else dlvrd
+    expected_err = f"{err:03d}" if isinstance(err, int) else err
+    minute = datetime.fromtimestamp(date // 60 * 60, UTC).strftime("%y%m%d%H%M")
+    assert format_receipt_text("7", stat, err, date, date, "t", sub=sub, dlvrd=dlvrd) == (
+        f"id:7 sub:{sub:03d} dlvrd:{expected_dlvrd:03d} submit date:{minute}"
+        f" done date:{minute} stat:{code} err:{expected_err} text:t"
+    )
 
 
 def test_receipt_text_quotes_only_characters_every_client_reads_alike() -> None:
