@@ -44,7 +44,7 @@ from smsmesh.store.rules import (
     inbound_payload,
     public_status,
 )
-from smsmesh.store.sqlite_receipts import ReceiptCorrelator
+from smsmesh.store.sqlite_receipts import ReceiptCorrelator, StalePlan
 from smsmesh.store.sqlite_schema import migrate
 from smsmesh.store.sqlite_tx import (
     INSERT_EVENT,
@@ -535,8 +535,14 @@ class Engine:
     # -- receipts ---------------------------------------------------------------------
 
     def record_receipts(self, receipts: Sequence[Receipt]) -> list[ReceiptMatch]:
-        with self._write() as tx:
-            return self._receipts.record_batch(tx, receipts)
+        correlator = self._receipts
+        plan = correlator.plan(self.conn, receipts)  # read before taking the write lock
+        try:
+            with self._write() as tx:
+                return correlator.apply(tx, plan)
+        except StalePlan:  # another writer changed what was read: again, inside the lock
+            with self._write() as tx:
+                return correlator.apply(tx, correlator.plan(tx.conn, receipts))
 
     # -- inbound, connection state, timeline -------------------------------------------
 

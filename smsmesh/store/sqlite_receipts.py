@@ -15,15 +15,18 @@ connector has recorded the submit.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from smsmesh.model import MessageStatus, Receipt, ReceiptMatch, ReceiptState
 from smsmesh.smpp.receipt import id_candidates
+from smsmesh.store.base import WEBHOOK_WAKE
 from smsmesh.store.rules import (
     MatchMode,
     State,
+    TimelineRows,
     canonical_smsc_id,
     final_outcome,
     has_several_readings,
@@ -33,11 +36,27 @@ from smsmesh.store.rules import (
     public_status,
     receipt_detail,
 )
-from smsmesh.store.sqlite_tx import FINALIZE_MESSAGE, Tx, finalize, finalized, qmarks
+from smsmesh.store.sqlite_tx import (
+    FINALIZE_MESSAGE,
+    INSERT_WEBHOOK,
+    Tx,
+    final_detail,
+    finalize,
+    qmarks,
+    webhook_row,
+)
 
 # A batch's receipts are looked up with one query per this many candidate keys: one
 # statement per receipt cost more than the lookups themselves (12 vs 5 us a receipt).
 _KEYS_PER_LOOKUP = 512
+
+# A planned receipt's part update, which finds nothing to update (and so tells the plan
+# is stale) unless the part still has no receipt and its message is still submitted.
+_APPLY_TO_PART = """
+UPDATE parts SET state = ?, error_code = ?, updated_at = ?
+WHERE message_id = ? AND part = ? AND state IS NULL
+  AND EXISTS (SELECT 1 FROM messages WHERE id = ? AND state = 'submitted')
+"""
 
 # Everything a receipt's match needs, per part the key leads to. The part count tells
 # whether a final receipt finalises its message.
@@ -50,6 +69,24 @@ JOIN parts p ON p.message_id = k.message_id AND p.part = k.part
 JOIN messages m ON m.id = k.message_id
 WHERE k.connection = ? AND k.key IN ({})
 """
+
+
+class StalePlan(Exception):
+    """A receipt plan's reads no longer hold; the write must be rolled back and redone."""
+
+
+class ReceiptPlan(TimelineRows):
+    """The writes and results `ReceiptCorrelator.plan` worked out for a receipt batch."""
+
+    def __init__(self, receipts: Sequence[Receipt]) -> None:
+        self.receipts = receipts
+        self.results: list[ReceiptMatch | None] = []  # None: left to `record`
+        self.later: list[int] = []  # indexes of the receipts left to `record`
+        self.part_updates: list[tuple[str, str | None, float, str, int, str]] = []
+        self.finals: list[tuple[str, str | None, float, None, str]] = []
+        self.events = []
+        self.webhooks: list[tuple[Any, ...]] = []
+        self.lessons: list[tuple[str, str, str]] = []  # (scope, stored key, received key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +107,21 @@ class ReceiptCorrelator:
         # from the receipts its own bind received; binds of a group learn alike.
         self._modes: dict[str, dict[MatchMode, int]] = {}
 
-    def record_batch(self, tx: Tx, receipts: Sequence[Receipt]) -> list[ReceiptMatch]:
-        """Match and apply a batch of receipts, in order.
+    def plan(self, conn: sqlite3.Connection, receipts: Sequence[Receipt]) -> ReceiptPlan:
+        """Work out a batch of receipts from a read: what to write, and the results.
 
         The common case, a receipt whose id leads to one part that has no receipt yet,
-        of a submitted message no other receipt of the batch touches, is applied from
-        one lookup for the whole batch with batched writes. Every other receipt
-        (unknown id, several candidate parts, a repeat, a multi-part message, two
-        receipts for one message) takes `record`, one at a time, after those writes.
+        of a one-part submitted message no other receipt of the batch touches, is
+        decided here from one lookup for the whole batch. Every other receipt (unknown
+        id, several candidate parts, a repeat, a multi-part message, two receipts for
+        one message) is left to `record`, one at a time, inside the write.
+
+        Called outside a write transaction (a read needs no lock in WAL mode), so the
+        write lock that the routers' accepts wait for is held only for the writes; the
+        writes check that what was read still holds (see `apply`).
         """
         candidates = [id_candidates(r.smsc_message_id) for r in receipts]
-        found = self._lookup(tx, receipts, candidates)
+        found = self._lookup(conn, receipts, candidates)
         matched: list[dict[tuple[str, int], tuple[Any, ...]]] = []
         receipts_per_message: dict[str, int] = {}
         for receipt, keys in zip(receipts, candidates, strict=True):
@@ -92,10 +133,7 @@ class ReceiptCorrelator:
             for message_id in {message_id for message_id, _ in parts}:
                 receipts_per_message[message_id] = receipts_per_message.get(message_id, 0) + 1
 
-        results: list[ReceiptMatch | None] = []
-        part_updates: list[tuple[str, str | None, float, str, int]] = []
-        finals: list[tuple[str, str | None, float, None, str]] = []
-        later: list[int] = []
+        plan = ReceiptPlan(receipts)
         for n, (receipt, keys, parts) in enumerate(zip(receipts, candidates, matched, strict=True)):
             only = next(iter(parts.values())) if len(parts) == 1 else None
             if (
@@ -106,40 +144,63 @@ class ReceiptCorrelator:
                 or only[12] != 1  # several parts: the message's outcome needs them all
                 or receipts_per_message[only[1]] > 1
             ):
-                results.append(None)
-                later.append(n)
+                plan.results.append(None)
+                plan.later.append(n)
                 continue
             _, message_id, part, smsc_key, _, _, _, trace_json, smsc_id = only[:9]
-            self._learn(receipt.receipt_scope, smsc_key, keys[0])
+            plan.lessons.append((receipt.receipt_scope, smsc_key, keys[0]))
             state = receipt.state
-            part_updates.append((state.value, receipt.error_code, receipt.at, message_id, part))
+            plan.part_updates.append(
+                (state.value, receipt.error_code, receipt.at, message_id, part, message_id)
+            )
             detail = receipt_detail(part, receipt, late=False)
-            tx.event(message_id, receipt.at, "receipt", None, receipt.connection, detail)
+            plan.event(message_id, receipt.at, "receipt", None, receipt.connection, detail)
             status = MessageStatus.SUBMITTED
             if state.is_final:
                 outcome = part_outcome(part, state, receipt.error_code)
                 assert outcome is not None  # final
                 status, error = outcome
-                finals.append((status.value, error, receipt.at, None, message_id))
-                finalized(
-                    tx, message_id, status, receipt.at, error, receipt.connection,
-                    parts=[(part, smsc_id, state.value)], message=(*only[9:12], trace_json),
+                plan.finals.append((status.value, error, receipt.at, None, message_id))
+                plan.event(
+                    message_id, receipt.at, status.value, status, receipt.connection,
+                    final_detail(None, error),
                 )  # fmt: skip
-            results.append(ReceiptMatch(receipt, message_id, part, status, json.loads(trace_json)))
-        if part_updates:
-            tx.conn.executemany(
-                "UPDATE parts SET state = ?, error_code = ?, updated_at = ? "
-                "WHERE message_id = ? AND part = ?",
-                part_updates,
-            )
-        if finals:
-            tx.conn.executemany(FINALIZE_MESSAGE, finals)
-        for n in later:
-            results[n] = self.record(tx, receipts[n])
+                if only[9]:  # callback_url
+                    plan.webhooks.append(
+                        webhook_row(
+                            message_id, status, receipt.at, error,
+                            [(part, smsc_id, state.value)], (*only[9:12], trace_json),
+                        )
+                    )  # fmt: skip
+            match = ReceiptMatch(receipt, message_id, part, status, json.loads(trace_json))
+            plan.results.append(match)
+        return plan
+
+    def apply(self, tx: Tx, plan: ReceiptPlan) -> list[ReceiptMatch]:
+        """Write a plan; raises StalePlan, to be rolled back, when a part or message it
+        decided on has changed since it was read (another writer got there first)."""
+        if plan.part_updates:
+            cursor = tx.conn.executemany(_APPLY_TO_PART, plan.part_updates)
+            if cursor.rowcount != len(plan.part_updates):
+                raise StalePlan
+        if plan.finals:  # of messages the check above found submitted
+            tx.conn.executemany(FINALIZE_MESSAGE, plan.finals)
+        if plan.webhooks:
+            tx.conn.executemany(INSERT_WEBHOOK, plan.webhooks)
+            tx.wake.add(WEBHOOK_WAKE)
+        tx.events.extend(plan.events)
+        results = plan.results
+        for n in plan.later:
+            results[n] = self.record(tx, plan.receipts[n])
+        for scope, stored_key, received in plan.lessons:
+            self._learn(scope, stored_key, received)
         return [r for r in results if r is not None]
 
     def _lookup(
-        self, tx: Tx, receipts: Sequence[Receipt], candidates: Sequence[tuple[str, ...]]
+        self,
+        conn: sqlite3.Connection,
+        receipts: Sequence[Receipt],
+        candidates: Sequence[tuple[str, ...]],
     ) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
         """The lookup rows of every candidate key of a batch, by (scope, key)."""
         keys_by_scope: dict[str, set[str]] = {}
@@ -156,7 +217,7 @@ class ReceiptCorrelator:
                 size = 1 << (len(chunk) - 1).bit_length()
                 chunk += chunk[-1:] * (size - len(chunk))
                 sql = _LOOKUP.format(qmarks(size))
-                for row in tx.conn.execute(sql, (scope, *chunk)):
+                for row in conn.execute(sql, (scope, *chunk)):
                     found.setdefault((scope, row[0]), []).append(row)
         return found
 

@@ -72,40 +72,43 @@ def finalize(
     destination, trace_context) when the caller has just read them.
     """
     tx.conn.execute(FINALIZE_MESSAGE, (status.value, error, at, command_status, message_id))
-    finalized(tx, message_id, status, at, error, connection, detail, parts, message)
-
-
-def finalized(
-    tx: Tx,
-    message_id: str,
-    status: MessageStatus,
-    at: float,
-    error: str | None,
-    connection: str | None,
-    detail: dict[str, Any] | None = None,
-    parts: Sequence[tuple[int, str, str | None]] | None = None,
-    message: tuple[str | None, str | None, str, str] | None = None,
-) -> None:
-    """The rest of `finalize` for a caller that updates the message row itself
-    (`FINALIZE_MESSAGE`, batched): the final timeline event and the webhook job."""
-    event_detail = dict(detail or {})
-    if error:
-        event_detail.setdefault("reason", error)
-    tx.event(message_id, at, status.value, status, connection, event_detail)
+    tx.event(message_id, at, status.value, status, connection, final_detail(detail, error))
     if message is None:
         message = tx.conn.execute(
             "SELECT callback_url, client_ref, destination, trace_context "
             "FROM messages WHERE id = ?",
             (message_id,),
         ).fetchone()
-    callback_url, client_ref, destination, trace_context = message
-    if not callback_url:
+    if not message[0]:
         return
     if parts is None:
         parts = tx.conn.execute(
             "SELECT part, smsc_id, state FROM parts WHERE message_id = ? ORDER BY part",
             (message_id,),
         ).fetchall()
+    tx.conn.execute(INSERT_WEBHOOK, webhook_row(message_id, status, at, error, parts, message))
+    tx.wake.add(WEBHOOK_WAKE)
+
+
+def final_detail(detail: dict[str, Any] | None, error: str | None) -> dict[str, Any]:
+    """The detail of a message's final timeline event: the caller's, with the reason."""
+    event_detail = dict(detail or {})
+    if error:
+        event_detail.setdefault("reason", error)
+    return event_detail
+
+
+def webhook_row(
+    message_id: str,
+    status: MessageStatus,
+    at: float,
+    error: str | None,
+    parts: Sequence[tuple[int, str, str | None]],
+    message: tuple[str | None, str | None, str, str],
+) -> tuple[Any, ...]:
+    """`INSERT_WEBHOOK`'s parameters for a message's status webhook; `message` is its
+    (callback_url, client_ref, destination, trace_context), with a callback_url."""
+    callback_url, client_ref, destination, trace_context = message
     payload = status_payload(
         message_id=message_id,
         status=status,
@@ -115,9 +118,7 @@ def finalized(
         error=error,
         at=at,
     )
-    tx.conn.execute(
-        INSERT_WEBHOOK,
-        (WebhookKind.STATUS.value, callback_url, dumps(payload), message_id, at,
-         trace_context, at, at),
+    return (
+        WebhookKind.STATUS.value, callback_url, dumps(payload), message_id, at,
+        trace_context, at, at,
     )  # fmt: skip
-    tx.wake.add(WEBHOOK_WAKE)

@@ -9,14 +9,16 @@ import signal
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from storekit import CONN, T0, finish, new_message, receipt, record, run_worker, submit_new
 
-from smsmesh.model import MessageStatus, NewMessage
+from smsmesh.model import MessageStatus, NewMessage, Receipt, ReceiptState
 from smsmesh.store import SqliteStore, StoreError, open_store
+from smsmesh.store.sqlite_receipts import StalePlan
 from smsmesh.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, _statements
 from smsmesh.store.wakeup import socket_path
 
@@ -243,6 +245,75 @@ async def test_ambiguous_ids_follow_the_convention_the_connection_showed(
     [match] = await store.record_receipts([receipt("16")])
     assert match.message_id == hex_16
     assert (await record(store, hex_16)).status is MessageStatus.DELIVERED
+
+
+async def test_a_receipt_plan_another_writer_made_stale_is_not_written(tmp_path: Path) -> None:
+    """Receipts are worked out from a read before the write lock is taken. When another
+    store's write lands in between (here it applies a receipt to one of the parts),
+    the planned writes find that and the transaction is rolled back, whole. (An
+    intermediate receipt: a final one would also be caught by the message's status.)"""
+    first, second = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
+    await first.open()
+    await second.open()
+    try:
+        taken = await submit_new(first, "x1")
+        untouched = await submit_new(first, "x2")
+        engine = first._engine
+        batch = [receipt("x2"), receipt("x1", ReceiptState.ENROUTE)]
+        plan = await first._run(engine._receipts.plan, engine.conn, batch)
+        assert plan.later == []  # both decided from the read
+        await second.record_receipts([receipt("x1", ReceiptState.ACCEPTED)])
+
+        def write() -> None:
+            with engine._write() as tx:
+                engine._receipts.apply(tx, plan)
+
+        with pytest.raises(StalePlan):
+            await first._run(write)
+        assert (await record(first, untouched)).events[-1].kind == "submitted"
+        taken_events = (await record(first, taken)).events
+        assert [e.detail["state"] for e in taken_events if e.kind == "receipt"] == ["accepted"]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_receipts_are_redone_in_the_lock_when_their_read_went_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race through `record_receipts`: a second store expires one message right
+    after the batch was read (the interleaving is forced by wrapping `plan`; both writes
+    are the stores' own). The batch is redone inside the lock and ends as a serial
+    order would: the expired message keeps its status, the other is delivered."""
+    first, second = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
+    await first.open()
+    await second.open()
+    try:
+        expiring = await submit_new(first, "y1", expires_at=T0 + 60)
+        other = await submit_new(first, "y2")
+        correlator = first._engine._receipts
+        plan = correlator.plan
+        plans = []
+
+        def plan_then_expire(conn: sqlite3.Connection, receipts: Sequence[Receipt]) -> Any:
+            plans.append(len(receipts))
+            made = plan(conn, receipts)
+            if len(plans) == 1:  # the second store's own thread does its write meanwhile
+                assert second._executor is not None
+                assert second._executor.submit(second._engine.expire, T0 + 120, 0).result() == 1
+            return made
+
+        monkeypatch.setattr(correlator, "plan", plan_then_expire)
+        matches = await first.record_receipts([receipt("y1", ReceiptState.ENROUTE), receipt("y2")])
+        assert plans == [2, 2]  # read again, inside the lock
+        assert [(m.message_id, m.message_status) for m in matches] == [
+            (expiring, MessageStatus.EXPIRED),
+            (other, MessageStatus.DELIVERED),
+        ]
+        assert (await record(first, expiring)).events[-1].kind == "receipt"
+    finally:
+        await first.close()
+        await second.close()
 
 
 # -- several processes on one file ----------------------------------------------------------
