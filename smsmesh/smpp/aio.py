@@ -9,7 +9,10 @@ one `Session` and adds what needs a clock or tasks:
   once when `can_request` says a slot is free and returns the response's Future, and
   `when_ready()` tells such a caller when it may send again;
 * per-request response timeouts, and `SessionClosed` for every waiter the moment the
-  connection drops;
+  connection drops. Requests sent with the same timeout expire in the order sent, so
+  their deadlines wait in one queue behind one loop timer instead of a timer each
+  (creating and cancelling a uvloop timer costs more than the rest of a request's
+  bookkeeping); a request with a shorter timeout than the one before gets its own;
 * inbound requests handed to `on_request`, at most `inbound_limit` at once (then the
   socket is not read: TCP pushes back on the peer), the handler's response sent when it
   is ready, so a receipt can be made durable before it is acknowledged. The handler
@@ -101,6 +104,14 @@ class BindError(Exception):
 
 
 _EAGER_FLUSH = 64 * 1024
+# A deadline timer that fires this much early still expires what is due, rather than
+# re-arming itself for the same instant.
+_EARLY = 0.001
+
+# A request waiting for its response: its Future; its own timer, if it has one; whether
+# it holds a window slot to give back with the answer (start_request's do; request's
+# coroutine gives its slot back itself); its deadline when queued in _deadlines, else 0.
+_Waiter = tuple[asyncio.Future[Pdu], asyncio.TimerHandle | None, bool, float]
 _PAUSED_INBOUND = "inbound"
 _PAUSED_WRITE = "write"
 
@@ -135,10 +146,12 @@ class AsyncSession(asyncio.Protocol):
         self.peer: Any = None
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        # sequence_number -> (response future, its timer, whether it holds a window slot
-        # that must be given back with the answer: start_request's do, request's do not,
-        # their coroutine gives its slot back itself).
-        self._waiters: dict[int, tuple[asyncio.Future[Pdu], asyncio.TimerHandle | None, bool]] = {}
+        self._waiters: dict[int, _Waiter] = {}  # by sequence_number
+        # (deadline, sequence_number, timeout) in deadline order, behind one timer. An
+        # answered request's entry stays until it reaches the head and is dropped there.
+        self._deadlines: deque[tuple[float, int, float]] = deque()
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = 0.0
         self._in_flight = 0
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._ready_callbacks: list[Callable[[], object]] = []
@@ -363,13 +376,54 @@ class AsyncSession(asyncio.Protocol):
         if holds_slot:  # taken once the PDU is accepted: a refused one holds nothing
             self._in_flight += 1
         future: asyncio.Future[Pdu] = self._loop.create_future()
-        handle = self._loop.call_later(timeout, self._expire, seq, timeout) if timeout else None
-        self._waiters[seq] = (future, handle, holds_slot)
+        handle = None
+        deadline = 0.0
+        if timeout:
+            deadline = self._loop.time() + timeout
+            deadlines = self._deadlines
+            if not deadlines or deadlines[-1][0] <= deadline:
+                deadlines.append((deadline, seq, timeout))
+                if self._deadline_timer is None or deadline < self._deadline_at:
+                    self._arm_deadlines(deadline)  # the timer is kept <= every deadline
+            else:  # due before requests already queued: a timer of its own
+                handle = self._loop.call_at(deadline, self._expire, seq, timeout)
+                deadline = 0.0
+        self._waiters[seq] = (future, handle, holds_slot, deadline)
         if self.session.pending_output >= _EAGER_FLUSH:
             self._flush()  # lets the transport call pause_writing before more is queued
         else:
             self._schedule_flush()
         return seq, future
+
+    def _expire_due(self) -> None:
+        """The deadline timer: expire every queued request now due, re-arm for the next."""
+        self._deadline_timer = None
+        self._drop_answered_deadlines()
+        deadlines = self._deadlines
+        now = self._loop.time() + _EARLY
+        while deadlines and deadlines[0][0] <= now:
+            _, seq, timeout = deadlines.popleft()
+            self._expire(seq, timeout)
+            self._drop_answered_deadlines()
+        if deadlines and not self._lost:
+            self._arm_deadlines(deadlines[0][0])
+
+    def _arm_deadlines(self, when: float) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_at = when
+        self._deadline_timer = self._loop.call_at(when, self._expire_due)
+
+    def _drop_answered_deadlines(self) -> None:
+        """Drop the queue's head entries whose request is no longer waiting."""
+        deadlines = self._deadlines
+        waiters = self._waiters
+        while deadlines:
+            deadline, seq, _ = deadlines[0]
+            entry = waiters.get(seq)
+            if entry is not None and entry[3] == deadline:
+                return
+            deadlines.popleft()
 
     def _expire(self, seq: int, timeout: float) -> None:
         entry = self._waiters.pop(seq, None)
@@ -506,9 +560,11 @@ class AsyncSession(asyncio.Protocol):
                     continue
                 entry = self._waiters.pop(request.sequence_number, None)
                 if entry is not None:
-                    future, handle, holds_slot = entry
+                    future, handle, holds_slot, deadline = entry
                     if handle is not None:
                         handle.cancel()
+                    elif deadline and self._deadlines[0][1] == request.sequence_number:
+                        self._drop_answered_deadlines()  # answered in order: the usual
                     if holds_slot:
                         self._release_slot()
                     if not future.done():
@@ -544,12 +600,14 @@ class AsyncSession(asyncio.Protocol):
             log.info("connection to %s lost: %s", self.peer, exc)
         if self.session.state is not State.CLOSED:
             self.session.receive_data(b"")
-        for handle in (self._keepalive, self._grace):
+        for handle in (self._keepalive, self._grace, self._deadline_timer):
             if handle is not None:
                 handle.cancel()
+        self._deadline_timer = None
+        self._deadlines.clear()
         waiters, self._waiters = self._waiters, {}
         self._ready_callbacks.clear()
-        for future, timer, holds_slot in waiters.values():
+        for future, timer, holds_slot, _ in waiters.values():
             if timer is not None:
                 timer.cancel()
             if holds_slot:

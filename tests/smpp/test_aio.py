@@ -590,6 +590,56 @@ async def test_when_ready_calls_back_once_writing_resumes() -> None:
     assert all(isinstance(r, SessionClosed) for r in results)
 
 
+# --- response deadlines ---------------------------------------------------------------
+
+
+async def test_a_shorter_timeout_expires_before_longer_ones_sent_earlier(smsc: Smsc) -> None:
+    client = await bound_client(smsc, window=10)
+    started = time.monotonic()
+    long = client.start_request(submit(b"hold"), timeout=WAIT)
+    short = client.start_request(submit(b"hold"), timeout=0.2)  # sent after, due before
+    with pytest.raises(ResponseTimeout):
+        await asyncio.wait_for(short, WAIT)
+    assert time.monotonic() - started < 1.5
+    assert not long.done()
+    smsc.hold.set()
+    assert (await asyncio.wait_for(long, WAIT)).command_status == S.ESME_ROK
+    await client.unbind(timeout=WAIT)
+
+
+async def test_a_short_timeout_after_long_answered_ones_is_not_late(smsc: Smsc) -> None:
+    client = await bound_client(smsc, window=10)
+    for _ in range(3):  # answered: their long deadlines are gone, their timer may not be
+        assert (await client.request(submit(), timeout=30)).command_status == S.ESME_ROK
+    started = time.monotonic()
+    with pytest.raises(ResponseTimeout):
+        await asyncio.wait_for(client.request(submit(b"hold"), timeout=0.2), WAIT)
+    assert time.monotonic() - started < 1.5
+    assert client.window_in_use == 0
+    smsc.hold.set()  # else the SMSC's unbind waits for the held submit's handler
+    await client.unbind(timeout=WAIT)
+
+
+async def test_requests_answered_out_of_order_keep_their_own_deadlines(smsc: Smsc) -> None:
+    client = await bound_client(smsc, window=10)
+    held = client.start_request(submit(b"hold"), timeout=0.3)
+    answered = await asyncio.wait_for(
+        asyncio.gather(*(client.start_request(submit(), timeout=0.3) for _ in range(5))), WAIT
+    )
+    assert [r.command_status for r in answered] == [S.ESME_ROK] * 5
+    with pytest.raises(ResponseTimeout):
+        await asyncio.wait_for(held, WAIT)
+    assert (client.window_in_use, client.session.outstanding) == (0, 0)
+    # Entries of answered and expired requests do not pile up behind the timer.
+    assert not client._deadlines
+    smsc.hold.set()
+    many = [client.request(submit(b"%d" % i), timeout=WAIT) for i in range(300)]
+    responses = await asyncio.wait_for(asyncio.gather(*many), 30)
+    assert all(r.command_status == S.ESME_ROK for r in responses)
+    assert not client._deadlines
+    await client.unbind(timeout=WAIT)
+
+
 # --- flow control ---------------------------------------------------------------------
 
 
