@@ -34,18 +34,16 @@ from smsmesh.model import (
     WebhookKind,
     WebhookResult,
 )
-from smsmesh.smpp.receipt import id_candidates
 from smsmesh.store import sqlite_retention
 from smsmesh.store.base import WEBHOOK_WAKE, StoreError
 from smsmesh.store.rules import (
-    State,
-    canonical_smsc_id,
     dumps,
     inbound_payload,
     public_status,
 )
 from smsmesh.store.sqlite_receipts import ReceiptCorrelator, StalePlan
 from smsmesh.store.sqlite_schema import migrate
+from smsmesh.store.sqlite_submits import OPEN_STATES, SubmittedRows, plan_submits, report_detail
 from smsmesh.store.sqlite_tx import (
     INSERT_EVENT,
     INSERT_MESSAGE,
@@ -402,9 +400,20 @@ class Engine:
         ]
 
     def record_submits(self, reports: Sequence[SubmitReport]) -> None:
-        with self._write(durable=False) as tx:
-            for report in reports:
-                self._record_submit(tx, report)
+        plan = plan_submits(self.conn, reports)  # read before taking the write lock
+        try:
+            with self._write(durable=False) as tx:
+                self._apply_submits(tx, plan)
+        except StalePlan:  # another writer moved a message on: again, inside the lock
+            with self._write(durable=False) as tx:
+                self._apply_submits(tx, plan_submits(tx.conn, reports))
+
+    def _apply_submits(self, tx: Tx, plan: SubmittedRows) -> None:
+        plan.write(tx)
+        for message_id, scope, parts in plan.submitted:
+            self._receipts.apply_orphans(tx, message_id, scope, parts)
+        for report in plan.later:
+            self._record_submit(tx, report)
 
     def _record_submit(self, tx: Tx, report: SubmitReport) -> None:
         row = tx.conn.execute(
@@ -415,19 +424,17 @@ class Engine:
             log.warning("submit report for unknown message %s ignored", report.message_id)
             return
         state, targets_json, target_index, attempts = row
-        detail: dict[str, Any] = {"outcome": report.outcome.value}
-        if report.command_status is not None:
-            detail["command_status"] = report.command_status
-        if report.error:
-            detail["error"] = report.error
-        if state not in (State.DISPATCHING, State.QUEUED):
+        detail = report_detail(report)
+        if state not in OPEN_STATES:
             # Already submitted or final: a duplicate or stale report must not undo that.
             tx.event(
                 report.message_id, report.at, "report_ignored", None, report.connection, detail
             )
             return
         if report.outcome is SubmitOutcome.SUBMITTED:
-            self._submitted(tx, report, detail)
+            submitted = SubmittedRows()
+            submitted.add(report, detail)
+            self._apply_submits(tx, submitted)
         elif report.outcome is SubmitOutcome.REQUEUE:
             targets: list[str] = json.loads(targets_json)
             self._requeue(tx, report, detail, targets, target_index, attempts)
@@ -447,35 +454,6 @@ class Engine:
                 report.connection,
                 detail,
             )
-
-    def _submitted(self, tx: Tx, report: SubmitReport, detail: dict[str, Any]) -> None:
-        mid, connection = report.message_id, report.connection
-        tx.conn.execute(
-            """UPDATE messages SET state = 'submitted', connection = ?, updated_at = ?,
-                                   command_status = ?, error = NULL,
-                                   trace_context = COALESCE(?, trace_context)
-               WHERE id = ?""",
-            (connection, report.at, report.command_status,
-             dumps(report.trace_context) if report.trace_context else None, mid),
-        )  # fmt: skip
-        parts = list(enumerate(report.smsc_message_ids, start=1))
-        tx.conn.executemany(
-            """INSERT OR REPLACE INTO parts
-               (message_id, part, connection, smsc_id, smsc_key, state, error_code, updated_at)
-               VALUES (?,?,?,?,?,NULL,NULL,?)""",
-            [
-                (mid, part, connection, sid, canonical_smsc_id(sid), report.at)
-                for part, sid in parts
-            ],
-        )
-        scope = report.receipt_scope  # part_keys.connection: where receipts look
-        tx.conn.executemany(
-            "INSERT OR IGNORE INTO part_keys (connection, key, message_id, part) VALUES (?,?,?,?)",
-            [(scope, key, mid, part) for part, sid in parts for key in id_candidates(sid)],
-        )
-        detail["smsc_ids"] = list(report.smsc_message_ids)
-        tx.event(mid, report.at, "submitted", MessageStatus.SUBMITTED, connection, detail)
-        self._receipts.apply_orphans(tx, mid, scope, parts)
 
     def _requeue(
         self,

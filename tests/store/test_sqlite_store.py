@@ -14,12 +14,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from storekit import CONN, T0, finish, new_message, receipt, record, run_worker, submit_new
+from storekit import (
+    CONN,
+    T0,
+    accept_one,
+    claim_ids,
+    finish,
+    kinds,
+    new_message,
+    receipt,
+    record,
+    run_worker,
+    submit_new,
+    submitted,
+)
 
-from smsmesh.model import MessageStatus, NewMessage, Receipt, ReceiptState
-from smsmesh.store import SqliteStore, StoreError, open_store
+from smsmesh.model import MessageStatus, NewMessage, Receipt, ReceiptState, SubmitReport
+from smsmesh.store import SqliteStore, StoreError, open_store, sqlite_engine
 from smsmesh.store.sqlite_receipts import StalePlan
 from smsmesh.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, _statements
+from smsmesh.store.sqlite_submits import plan_submits
 from smsmesh.store.wakeup import socket_path
 
 
@@ -311,6 +325,50 @@ async def test_receipts_are_redone_in_the_lock_when_their_read_went_stale(
             (other, MessageStatus.DELIVERED),
         ]
         assert (await record(first, expiring)).events[-1].kind == "receipt"
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_submit_reports_are_redone_in_the_lock_when_their_read_went_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Submit reports are also worked out before the write lock. A second store records
+    the same message as submitted right after the first one's read (interleaving forced
+    by wrapping `plan_submits`; both writes are the stores' own): the first one's write
+    finds the message no longer open, is rolled back and redone inside the lock, where
+    its report is ignored as stale. The other message of the batch is recorded once."""
+    first, second = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
+    await first.open()
+    await second.open()
+    try:
+        raced = await accept_one(first)
+        other = await accept_one(first)
+        assert sorted(await claim_ids(first)) == sorted([raced, other])
+        plans: list[int] = []
+
+        def plan_then_race(conn: sqlite3.Connection, reports: Sequence[SubmitReport]) -> Any:
+            made = plan_submits(conn, reports)
+            plans.append(len(made.later))
+            if len(plans) == 1:  # the second store's own thread does its write meanwhile
+                assert second._executor is not None
+                race = [submitted(raced, "s-by-second")]
+                second._executor.submit(second._engine.record_submits, race).result()
+            return made
+
+        monkeypatch.setattr(sqlite_engine, "plan_submits", plan_then_race)
+        await first.record_submits([submitted(raced, "s1"), submitted(other, "s2")])
+        # The first read planned both; the second store's write planned its own (the
+        # patch is process-wide); the redo left the raced report to the checked path.
+        assert plans == [0, 0, 1]
+        assert kinds(await record(first, raced))[-2:] == ["submitted", "report_ignored"]
+        other_record = await record(first, other)
+        assert kinds(other_record).count("submitted") == 1
+        assert other_record.status is MessageStatus.SUBMITTED
+        [match] = await first.record_receipts([receipt("s-by-second")])
+        assert match.message_id == raced
+        [unmatched] = await first.record_receipts([receipt("s1")])
+        assert unmatched.message_id is None
     finally:
         await first.close()
         await second.close()

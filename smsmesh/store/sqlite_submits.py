@@ -1,0 +1,112 @@
+"""Recording "submitted" outcomes on SQLite, worked out before the write lock is taken.
+
+A connector reports outcomes in batches (write-behind); nearly all say SUBMITTED for
+a message it holds in `dispatching`. Those are read and turned into rows outside any
+write transaction (a WAL read takes no lock), so SQLite's one write lock, which the
+routers' accepts wait for, is held only for the inserts and updates. The message
+update checks the state it was read in; if another writer moved the message on in
+between, the write is rolled back and redone inside the lock (`StalePlan`).
+Everything else (requeues, failures, a duplicate or stale report) is left to the
+engine's one-report-at-a-time path inside the lock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from smsmesh.model import MessageStatus, SubmitOutcome, SubmitReport
+from smsmesh.smpp.receipt import id_candidates
+from smsmesh.store.rules import State, TimelineRows, canonical_smsc_id, dumps
+from smsmesh.store.sqlite_receipts import StalePlan
+from smsmesh.store.sqlite_tx import Tx, qmarks
+
+_READ_STATES = "SELECT id, state FROM messages WHERE id IN ({})"
+_IDS_PER_READ = 512
+_MARK_SUBMITTED = """
+UPDATE messages SET state = 'submitted', connection = ?, updated_at = ?, command_status = ?,
+                    error = NULL, trace_context = COALESCE(?, trace_context)
+WHERE id = ? AND state IN ('dispatching', 'queued')
+"""
+_INSERT_PART = """
+INSERT OR REPLACE INTO parts
+    (message_id, part, connection, smsc_id, smsc_key, state, error_code, updated_at)
+VALUES (?,?,?,?,?,NULL,NULL,?)
+"""
+_INSERT_PART_KEY = (
+    "INSERT OR IGNORE INTO part_keys (connection, key, message_id, part) VALUES (?,?,?,?)"
+)
+# States a report may still change (the message is the reporting connector's).
+OPEN_STATES = (State.DISPATCHING, State.QUEUED)
+
+
+def report_detail(report: SubmitReport) -> dict[str, Any]:
+    """The timeline detail every outcome's event starts from."""
+    detail: dict[str, Any] = {"outcome": report.outcome.value}
+    if report.command_status is not None:
+        detail["command_status"] = report.command_status
+    if report.error:
+        detail["error"] = report.error
+    return detail
+
+
+class SubmittedRows(TimelineRows):
+    """The writes that record messages as submitted, collected to run batched."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, float, int | None, str | None, str]] = []
+        self.parts: list[tuple[str, int, str, str, str, float]] = []
+        self.keys: list[tuple[str, str, str, int]] = []
+        self.events = []
+        # (message id, receipt scope, [(part, smsc id)]): where early receipts may wait.
+        self.submitted: list[tuple[str, str, list[tuple[int, str]]]] = []
+        self.later: list[SubmitReport] = []  # for the one-at-a-time path
+
+    def add(self, report: SubmitReport, detail: dict[str, Any]) -> None:
+        mid, connection = report.message_id, report.connection
+        trace = dumps(report.trace_context) if report.trace_context else None
+        self.marks.append((connection, report.at, report.command_status, trace, mid))
+        parts = list(enumerate(report.smsc_message_ids, start=1))
+        scope = report.receipt_scope  # part_keys.connection: where receipts look
+        for part, sid in parts:
+            self.parts.append((mid, part, connection, sid, canonical_smsc_id(sid), report.at))
+            self.keys.extend((scope, key, mid, part) for key in id_candidates(sid))
+        detail["smsc_ids"] = list(report.smsc_message_ids)
+        self.event(mid, report.at, "submitted", MessageStatus.SUBMITTED, connection, detail)
+        self.submitted.append((mid, scope, parts))
+
+    def write(self, tx: Tx) -> None:
+        """Run the collected writes; StalePlan if a message was no longer open."""
+        if self.marks:
+            cursor = tx.conn.executemany(_MARK_SUBMITTED, self.marks)
+            if cursor.rowcount != len(self.marks):
+                raise StalePlan
+            tx.conn.executemany(_INSERT_PART, self.parts)
+            tx.conn.executemany(_INSERT_PART_KEY, self.keys)
+        tx.events.extend(self.events)
+
+
+def plan_submits(conn: sqlite3.Connection, reports: Sequence[SubmitReport]) -> SubmittedRows:
+    """The rows of the SUBMITTED reports for open messages, from one read; the other
+    reports (and any message reported twice in the batch) in `later`."""
+    plan = SubmittedRows()
+    ids = sorted({r.message_id for r in reports if r.outcome is SubmitOutcome.SUBMITTED})
+    states: dict[str, str] = {}
+    for start in range(0, len(ids), _IDS_PER_READ):
+        chunk = ids[start : start + _IDS_PER_READ]
+        # Padded to a power of two, so a few statement texts serve every batch size.
+        chunk += chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
+        states.update(conn.execute(_READ_STATES.format(qmarks(len(chunk))), chunk))
+    reported = Counter(r.message_id for r in reports)
+    for report in reports:
+        if (
+            report.outcome is SubmitOutcome.SUBMITTED
+            and reported[report.message_id] == 1
+            and states.get(report.message_id) in OPEN_STATES
+        ):
+            plan.add(report, report_detail(report))
+        else:
+            plan.later.append(report)
+    return plan
