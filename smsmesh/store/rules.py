@@ -33,12 +33,28 @@ def dumps(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+EventRow = tuple[str, float, str, str | None, str | None, str]
+
+
+def event_row(
+    message_id: str,
+    at: float,
+    kind: str,
+    status: MessageStatus | None = None,
+    connection: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> EventRow:
+    """A timeline event as a row of the events table's columns (message_id, at, kind,
+    status, connection, detail): one shape on every backend."""
+    status_value = status.value if status is not None else None
+    return (message_id, at, kind, status_value, connection, dumps(detail) if detail else "{}")
+
+
 class TimelineRows:
-    """The timeline events a write collects, as rows of the events table's columns
-    (message_id, at, kind, status, connection, detail): one shape on every backend."""
+    """The timeline events a write collects, as `event_row`s."""
 
     __slots__ = ()
-    events: list[tuple[str, float, str, str | None, str | None, str]]
+    events: list[EventRow]
 
     def event(
         self,
@@ -49,10 +65,7 @@ class TimelineRows:
         connection: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        status_value = status.value if status is not None else None
-        self.events.append(
-            (message_id, at, kind, status_value, connection, dumps(detail) if detail else "{}")
-        )
+        self.events.append(event_row(message_id, at, kind, status, connection, detail))
 
 
 class State(StrEnum):

@@ -37,7 +37,9 @@ from smsmesh.model import (
 from smsmesh.store import sqlite_retention
 from smsmesh.store.base import WEBHOOK_WAKE, StoreError
 from smsmesh.store.rules import (
+    EventRow,
     dumps,
+    event_row,
     inbound_payload,
     public_status,
 )
@@ -217,11 +219,14 @@ class Engine:
     # -- router side ------------------------------------------------------------------
 
     def accept(self, messages: Sequence[NewMessage]) -> list[AcceptResult]:
+        # Rows and events are built before the write lock is taken: the routers' and
+        # connectors' writes all wait for it, so it is held only for the SQL.
+        prepared = [(m, _message_row(m), _accepted_event(m)) for m in messages]
         results: list[AcceptResult] = []
         rows: list[tuple[Any, ...]] = []
         with self._write() as tx:
             seen: dict[tuple[str, str], str] = {}
-            for m in messages:
+            for m, row, event in prepared:
                 if m.idempotency_key is not None:
                     key = (m.application, m.idempotency_key)
                     earlier = seen.get(key)
@@ -235,24 +240,9 @@ class Engine:
                         results.append(AcceptResult(message_id=earlier, duplicate=True))
                         continue
                     seen[key] = m.id
-                first = m.targets[0]
-                rows.append(
-                    (
-                        m.id, m.application, m.source, m.destination, m.text, m.route,
-                        dumps(list(m.targets)), first, int(m.priority), m.segments,
-                        m.expires_at, m.created_at, m.created_at, m.client_ref,
-                        m.callback_url, m.idempotency_key, dumps(m.trace_context),
-                    )
-                )  # fmt: skip
-                tx.event(
-                    m.id,
-                    m.created_at,
-                    "accepted",
-                    MessageStatus.ACCEPTED,
-                    first,
-                    {"route": m.route, "targets": list(m.targets), "priority": int(m.priority)},
-                )
-                tx.wake.add(first)
+                rows.append(row)
+                tx.events.append(event)
+                tx.wake.add(m.targets[0])
                 results.append(AcceptResult(message_id=m.id, duplicate=False))
             try:
                 tx.conn.executemany(INSERT_MESSAGE, rows)
@@ -664,3 +654,18 @@ class Engine:
             (new_state, attempts_after, due_at, None if ok else error, now, job_id),
         )
         tx.event(message_id, now, "webhook", None, None, detail)
+
+
+def _message_row(m: NewMessage) -> tuple[Any, ...]:
+    """INSERT_MESSAGE's parameters for a new message."""
+    return (
+        m.id, m.application, m.source, m.destination, m.text, m.route,
+        dumps(list(m.targets)), m.targets[0], int(m.priority), m.segments,
+        m.expires_at, m.created_at, m.created_at, m.client_ref,
+        m.callback_url, m.idempotency_key, dumps(m.trace_context),
+    )  # fmt: skip
+
+
+def _accepted_event(m: NewMessage) -> EventRow:
+    detail = {"route": m.route, "targets": list(m.targets), "priority": int(m.priority)}
+    return event_row(m.id, m.created_at, "accepted", MessageStatus.ACCEPTED, m.targets[0], detail)
