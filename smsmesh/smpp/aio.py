@@ -210,8 +210,8 @@ class AsyncSession(asyncio.Protocol):
             and not self._lost
         )
 
-    # The timeouts below are SMPP response timers (one timer per request that also frees
-    # its window slot and tells the session to forget it), not cancel scopes.
+    # The timeouts below are SMPP response deadlines (one per request that, once passed,
+    # frees its window slot and tells the session to forget it), not cancel scopes.
     async def request(self, pdu: Pdu, timeout: float | None = None) -> Pdu:
         """Send a request and return its response (which may carry an error status).
 
@@ -249,9 +249,10 @@ class AsyncSession(asyncio.Protocol):
                 "start_request needs a free window slot and a writable transport "
                 "(check can_request, or wait for when_ready)"
             )
-        return self._send_request(pdu, self.response_timeout if timeout is None else timeout, True)[
-            1
-        ]
+        _, future = self._send_request(
+            pdu, self.response_timeout if timeout is None else timeout, True
+        )
+        return future
 
     def when_ready(self, callback: Callable[[], object]) -> None:
         """Call `callback()` once, from the loop, as soon as `can_request` is true: at
