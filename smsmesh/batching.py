@@ -1,8 +1,8 @@
 """Group commit: many concurrent callers, one store transaction.
 
-Callers `await batcher.submit(item)`; a single flusher task hands everything that
-queued up while the previous flush ran to one call of the batch function, then
-resolves each caller with its own result. Under light load a batch is one item and
+Callers `await batcher.submit(item)` (or `put` it with a callback); a single flusher
+task hands everything that queued up while the previous flush ran to one call of the
+batch function, then gives each caller its own result. Under light load a batch is one item and
 the latency is one transaction; under heavy load batches grow by themselves, which
 is what lets a durable gateway keep up without a timer-based linger.
 """
@@ -10,6 +10,7 @@ is what lets a durable gateway keep up without a timer-based linger.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,6 +18,8 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+log = logging.getLogger(__name__)
 
 
 class Batcher(Generic[T, R]):
@@ -34,7 +37,7 @@ class Batcher(Generic[T, R]):
         # is worked off in fewer, larger transactions instead of growing.
         self._backlog_batch = max(max_batch, backlog_batch or max_batch)
         self._name = name
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._pending: list[tuple[T, Callable[[R | None, BaseException | None], None]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -45,17 +48,19 @@ class Batcher(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """Queue `item` for the next flush and wait for its result (or exception)."""
-        return await self.put(item)
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self.put(item, functools.partial(_resolve, future))
+        return await future
 
-    def put(self, item: T) -> asyncio.Future[R]:
-        """Queue `item` for the next flush; the Future resolves with its result."""
+    def put(self, item: T, done: Callable[[R | None, BaseException | None], None]) -> None:
+        """Queue `item` for the next flush; the flusher calls `done(result, None)`, or
+        `done(None, error)` if the batch failed. For callers that answer from a
+        callback (a receipt's deliver_sm_resp): no Future and no extra loop turn each."""
         if self._closing:
             raise RuntimeError(f"{self._name} is closed")
         self.start()
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
+        self._pending.append((item, done))
         self._wakeup.set()
-        return future
 
     @property
     def pending(self) -> int:
@@ -83,23 +88,41 @@ class Batcher(Generic[T, R]):
             if self._closing:
                 return
 
-    async def _flush_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _flush_batch(
+        self, batch: list[tuple[T, Callable[[R | None, BaseException | None], None]]]
+    ) -> None:
         try:
             results = await self._flush([item for item, _ in batch])
         except Exception as exc:  # the whole batch failed: every caller learns why
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            self._finish(batch, [None] * len(batch), exc)
             return
         if len(results) != len(batch):
             error = RuntimeError(f"{self._name}: {len(results)} results for {len(batch)} items")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            self._finish(batch, [None] * len(batch), error)
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        self._finish(batch, results, None)
+
+    def _finish(
+        self,
+        batch: list[tuple[T, Callable[[R | None, BaseException | None], None]]],
+        results: Sequence[R | None],
+        error: BaseException | None,
+    ) -> None:
+        for (_, done), result in zip(batch, results, strict=True):
+            try:
+                done(result, error)
+            except Exception:  # one caller's bug must not cost the others their answer
+                log.exception("%s: a completion callback failed", self._name)
+
+
+def _resolve(future: asyncio.Future[R], result: R | None, error: BaseException | None) -> None:
+    """A `Batcher.put` callback that resolves `submit`'s Future."""
+    if future.done():  # the caller gave up waiting
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]  # no error: a result
 
 
 class WriteBehind(Generic[T]):

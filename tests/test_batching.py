@@ -60,11 +60,21 @@ async def test_a_backlog_is_worked_off_in_backlog_batches() -> None:
         return list(items)
 
     batcher: Batcher[int, int] = Batcher(flush, max_batch=4, backlog_batch=10)
-    first = batcher.put(0)
+    done: list[int | None] = []
+    all_done = asyncio.Event()
+
+    def answered(result: int | None, error: BaseException | None) -> None:
+        done.append(result)
+        if len(done) == 22:
+            all_done.set()
+
+    batcher.put(0, answered)
     await asyncio.wait_for(flushing.wait(), 5)  # item 0 is being flushed; the rest queue
-    rest = [batcher.put(i) for i in range(1, 22)]
+    for i in range(1, 22):
+        batcher.put(i, answered)
     gate.set()
-    await asyncio.wait_for(asyncio.gather(first, *rest), 5)
+    await asyncio.wait_for(all_done.wait(), 5)
+    assert done == list(range(22))
     # 21 waiting (> 8): 10, then 11 waiting (> 8): 10, then 1 waiting: at most 4.
     assert sizes == [1, 10, 10, 1]
     await batcher.close()
@@ -152,3 +162,40 @@ async def test_written_through_waits_for_earlier_items_only() -> None:
     await asyncio.wait_for(late, 5)
     assert written == [1, 2]
     await behind.close()
+
+
+async def test_put_callbacks_get_results_errors_and_survive_a_failing_neighbour() -> None:
+    """`put` answers through callbacks, in order, from the flusher; a callback that
+    raises is logged and the others of its batch are still called."""
+    fail_batch = False
+
+    async def flush(items: Sequence[int]) -> list[int]:
+        if fail_batch:
+            raise OSError("disk full")
+        return [i * 2 for i in items]
+
+    batcher: Batcher[int, int] = Batcher(flush)
+    outcomes: list[tuple[int | None, str | None]] = []
+    finished = asyncio.Event()
+
+    def record(result: int | None, error: BaseException | None) -> None:
+        outcomes.append((result, None if error is None else str(error)))
+        if len(outcomes) in (3, 5):
+            finished.set()
+
+    def broken(result: int | None, error: BaseException | None) -> None:
+        raise ValueError("a caller's bug")
+
+    batcher.put(1, record)
+    batcher.put(2, broken)
+    batcher.put(3, record)
+    batcher.put(4, record)
+    await asyncio.wait_for(finished.wait(), 5)
+    assert outcomes == [(2, None), (6, None), (8, None)]
+    finished.clear()
+    fail_batch = True
+    batcher.put(5, record)
+    batcher.put(6, record)
+    await asyncio.wait_for(finished.wait(), 5)
+    assert outcomes[3:] == [(None, "disk full"), (None, "disk full")]
+    await batcher.close()

@@ -90,9 +90,10 @@ class InboundHandler:
     def handle(self, pdu: Pdu) -> Pdu | Awaitable[Pdu | None] | None:
         """`AsyncSession.on_request`: the response to a request from the SMSC.
 
-        A delivery receipt is answered from a Future, once its batch is stored (no task
-        per receipt: an SMSC sends one for nearly every message); an MO message from a
-        coroutine; anything else at once.
+        A delivery receipt is answered from a Future, which the receipt batch's
+        completion callback resolves once stored (no task or extra Future per receipt:
+        an SMSC sends one for nearly every message); an MO message from a coroutine;
+        anything else at once.
         """
         if isinstance(pdu, DeliverSm | DataSm):
             short_message = pdu.short_message if isinstance(pdu, DeliverSm) else b""
@@ -151,23 +152,22 @@ class InboundHandler:
         started = tracing.now_ns()
         answer: asyncio.Future[Pdu | None] = asyncio.get_running_loop().create_future()
 
-        def stored(result: asyncio.Future[ReceiptMatch]) -> None:
+        def stored(match: ReceiptMatch | None, error: BaseException | None) -> None:
             if answer.done():  # cancelled by whoever held it: nothing to answer
                 return
-            if result.cancelled() or result.exception() is not None:
-                why = "cancelled" if result.cancelled() else result.exception()
+            if match is None:
                 log.warning("%s: storing a receipt failed (SMSC asked to retry): %s",
-                            self._name, why)  # fmt: skip
+                            self._name, error)  # fmt: skip
                 answer.set_result(make_response(pdu, RETRY_LATER))
                 return
             try:
-                self._receipt_stored(result.result(), started)
+                self._receipt_stored(match, started)
             except Exception:  # the receipt is stored: it is acknowledged regardless
                 log.exception("%s: recording a stored receipt's metrics failed", self._name)
             answer.set_result(make_response(pdu, OK))
 
         try:
-            self._receipts.put(receipt).add_done_callback(stored)
+            self._receipts.put(receipt, stored)
         except RuntimeError as exc:  # closing: the SMSC will send it again
             log.warning("%s: receipt not stored (%s); SMSC asked to retry", self._name, exc)
             answer.set_result(make_response(pdu, RETRY_LATER))
