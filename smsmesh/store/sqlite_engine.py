@@ -369,8 +369,11 @@ class Engine:
                              attempts, client_ref, trace_context, created_at""",
                 (now, connection, now, now, limit),
             ).fetchall()
-            for row in rows:
-                tx.event(row[0], now, "claimed", None, connection, {"attempt": row[7]})
+            # Inside the write lock: the detail written directly, as dumps() would.
+            tx.events.extend(
+                (row[0], now, "claimed", None, connection, f'{{"attempt":{row[7]}}}')
+                for row in rows
+            )
         # RETURNING does not promise an order: restore the claim order.
         rows.sort(key=lambda r: (-r[5], r[10]))
         return [
