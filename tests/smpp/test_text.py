@@ -460,3 +460,12 @@ def test_greedy_parts_are_full(text: str) -> None:
         used = units(decode(payload_of(current), dc), enc)
         next_char = decode(payload_of(following), dc)[0]
         assert used + units(next_char, enc) > limit
+
+
+@given(st.binary(max_size=300))
+def test_gsm7_decoding_is_the_basic_table_byte_by_byte_without_escapes(data: bytes) -> None:
+    """The C charmap decoder used when no ESC occurs reads every byte as the basic
+    table says (>= 0x80: U+FFFD), like the septet-by-septet path."""
+    data = data.replace(b"\x1b", b"")
+    expected = "".join("\ufffd" if b >= 0x80 else bytes((b,)).decode("gsm03.38") for b in data)
+    assert decode(data, 0) == expected
