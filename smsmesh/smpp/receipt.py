@@ -33,7 +33,7 @@ def id_candidates(smsc_id: str) -> tuple[str, ...]:
     add(stripped)
     if raw.isdigit():
         add(format(int(raw, 10), "x"))
-    if raw and all(c in _HEX for c in raw) and len(raw) <= 32:
+    if raw and len(raw) <= 32 and _HEX.issuperset(raw):
         add(str(int(raw, 16)))
     return tuple(out)
 

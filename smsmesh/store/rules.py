@@ -134,7 +134,7 @@ def has_several_readings(received_key: str) -> bool:
     stripped = received_key.lstrip("0") or "0"
     if stripped.isdigit():
         return len(stripped) > 1
-    return len(stripped) <= 32 and all(c in _HEX_DIGITS for c in stripped)
+    return len(stripped) <= 32 and _HEX_DIGITS.issuperset(stripped)
 
 
 def _as_hex(key: str) -> int | None:

@@ -121,20 +121,23 @@ class ReceiptCorrelator:
         writes check that what was read still holds (see `apply`).
         """
         candidates = [id_candidates(r.smsc_message_id) for r in receipts]
-        found = self._lookup(conn, receipts, candidates)
+        scopes = [r.receipt_scope for r in receipts]
+        found = self._lookup(conn, scopes, candidates)
         matched: list[dict[tuple[str, int], tuple[Any, ...]]] = []
         receipts_per_message: dict[str, int] = {}
-        for receipt, keys in zip(receipts, candidates, strict=True):
+        for scope, keys in zip(scopes, candidates, strict=True):
             parts: dict[tuple[str, int], tuple[Any, ...]] = {}
             for key in keys:
-                for row in found.get((receipt.receipt_scope, key), ()):
+                for row in found.get((scope, key), ()):
                     parts[row[1], row[2]] = row
             matched.append(parts)
             for message_id in {message_id for message_id, _ in parts}:
                 receipts_per_message[message_id] = receipts_per_message.get(message_id, 0) + 1
 
         plan = ReceiptPlan(receipts)
-        for n, (receipt, keys, parts) in enumerate(zip(receipts, candidates, matched, strict=True)):
+        for n, (receipt, scope, keys, parts) in enumerate(
+            zip(receipts, scopes, candidates, matched, strict=True)
+        ):
             only = next(iter(parts.values())) if len(parts) == 1 else None
             if (
                 only is None
@@ -148,7 +151,7 @@ class ReceiptCorrelator:
                 plan.later.append(n)
                 continue
             _, message_id, part, smsc_key, _, _, _, trace_json, smsc_id = only[:9]
-            plan.lessons.append((receipt.receipt_scope, smsc_key, keys[0]))
+            plan.lessons.append((scope, smsc_key, keys[0]))
             state = receipt.state
             plan.part_updates.append(
                 (state.value, receipt.error_code, receipt.at, message_id, part, message_id)
@@ -199,14 +202,14 @@ class ReceiptCorrelator:
     def _lookup(
         self,
         conn: sqlite3.Connection,
-        receipts: Sequence[Receipt],
+        scopes: Sequence[str],
         candidates: Sequence[tuple[str, ...]],
     ) -> dict[tuple[str, str], list[tuple[Any, ...]]]:
         """The lookup rows of every candidate key of a batch, by (scope, key)."""
         keys_by_scope: dict[str, set[str]] = {}
-        for receipt, keys in zip(receipts, candidates, strict=True):
+        for scope, keys in zip(scopes, candidates, strict=True):
             if keys[0]:
-                keys_by_scope.setdefault(receipt.receipt_scope, set()).update(keys)
+                keys_by_scope.setdefault(scope, set()).update(keys)
         found: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         for scope, key_set in keys_by_scope.items():
             ordered = sorted(key_set)
