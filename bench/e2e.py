@@ -10,7 +10,8 @@ Scenarios (each with fresh processes and a fresh store):
   baseline      an SMPP client of smsmesh's core straight to the simulator: the ceiling
   throughput    N messages over HTTP, window 100, no TPS limit, receipts off
   receipts      the same with a receipt for every message, sent instantly (and the
-                share of receipts stored when the last submit_sm arrived; wrk runs)
+                share of receipts stored when the last submit_sm arrived; wrk runs);
+                the two alternate for `--rounds` rounds, each keeping its best
   latency       a steady 500 messages/s: accept -> submit_sm and the receipt round trip
   tps           a TPS limit of 200 with a backlog: achieved rate and 100 ms smoothness
   tracing       throughput and the steady latency run, tracing off vs exported over
@@ -32,6 +33,7 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -726,7 +728,9 @@ async def receipts_cost(
     args: argparse.Namespace, throughput: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 ) -> dict[str, Any]:
     """Throughput without receipts and with an instant receipt per message, alternating
-    for `--rounds` rounds so a noisy neighbour hits both alike; each keeps its best."""
+    for `--rounds` rounds so a noisy neighbour hits both alike; each keeps its best,
+    and the ratio of each round's pair is kept too (this machine's speed drifts by
+    10-20 % over minutes, so one pair alone says little)."""
     runs: dict[str, list[dict[str, Any]]] = {"off": [], "instant": []}
     options: dict[str, dict[str, Any]] = {
         "off": {"receipts_enabled": False},
@@ -738,11 +742,17 @@ async def receipts_cost(
             runs[label].append(await throughput(sim_options))
     best = {k: max(v, key=lambda r: r["submitted_per_s"]) for k, v in runs.items()}
     cpu = {k: min(cpu_per_message(r) for r in v) for k, v in runs.items()}
+    per_round = [
+        round(on["submitted_per_s"] / off["submitted_per_s"], 3)
+        for off, on in zip(runs["off"], runs["instant"], strict=True)
+    ]
     return {
         "rounds": runs,
+        "best": best,
         "ratio_instant_vs_off": round(
             best["instant"]["submitted_per_s"] / best["off"]["submitted_per_s"], 3
         ),
+        "ratio_per_round": per_round,
         "cpu_per_message_us": {k: round(v * 1e6, 1) for k, v in cpu.items()},
         "instant_receipts_stored_share": receipts_stored_share(best["instant"]),
     }
@@ -786,10 +796,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         return results
     print("baseline: SMPP client straight to the simulator ...", flush=True)
     results["baseline"] = await baseline(n, 100)
-    print("throughput: gateway, window 100, no TPS limit, no receipts ...", flush=True)
-    tp = await throughput({"receipts_enabled": False})
-    print("receipts: the same with an instant receipt per message ...", flush=True)
-    rc = await throughput({"receipt_delay": 0.0})
+    print("throughput without receipts / with an instant receipt per message ...", flush=True)
+    pairs = await receipts_cost(args, throughput)
+    best = pairs.pop("best")
+    tp, rc = best["off"], best["instant"]
     print("latency: steady 500 messages/s with receipts and webhooks ...", flush=True)
     lat = await steady_500(args)
     print("latency, synchronous=FULL: the same with a disk flush per commit ...", flush=True)
@@ -800,6 +810,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     )
     results["throughput"] = tp
     results["receipts"] = rc
+    results["receipts_rounds"] = pairs
     results["latency_500"] = lat
     results["latency_500_synchronous_full"] = lat_full
     results["tps_200"] = smoothness(tps.pop("_arrivals"), 200.0)
@@ -808,6 +819,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             tp["submitted_per_s"] / results["baseline"]["submitted_per_s"], 3
         ),
         "receipts_vs_throughput": round(rc["submitted_per_s"] / tp["submitted_per_s"], 3),
+        "receipts_vs_throughput_median_of_rounds": statistics.median(pairs["ratio_per_round"]),
         "receipts_stored_share": receipts_stored_share(rc),
         # Steadier than throughput on a shared machine: CPU per message, all processes.
         "receipts_cpu_per_message_vs_throughput": round(
@@ -830,7 +842,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--steady-seconds", type=int, default=10)
     parser.add_argument("--only", choices=["tracing", "receipts"], help="run only this scenario")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of `--only receipts`")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds without / with receipts"
+    )
     parser.add_argument("--tracing-rounds", type=int, default=3, help="tracing scenario rounds")
     parser.add_argument("--output", type=Path, default=Path("bench/results.json"))
     parser.add_argument(
