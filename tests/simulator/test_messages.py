@@ -21,7 +21,12 @@ from smsmesh.simulator.messages import (
 )
 from smsmesh.smpp.codec import decode, encode
 from smsmesh.smpp.pdu import DeliverSm, SubmitSm, Tag, Tlv
-from smsmesh.smpp.receipt import format_receipt_text, parse_receipt_text
+from smsmesh.smpp.receipt import (
+    format_receipt_text,
+    message_state_value,
+    parse_receipt_text,
+    stat_code,
+)
 from smsmesh.smpp.text import decode as decode_text
 from smsmesh.smpp.text import parse_concat
 
@@ -78,19 +83,6 @@ def test_receipt_pdu_states_the_outcome_in_the_chosen_form(state: ReceiptState, 
         assert receipt.error_code not in (None, "000", "3:0")
 
 
-_STATS = {
-    ReceiptState.ENROUTE: "ENROUTE",
-    ReceiptState.DELIVERED: "DELIVRD",
-    ReceiptState.EXPIRED: "EXPIRED",
-    ReceiptState.DELETED: "DELETED",
-    ReceiptState.UNDELIVERABLE: "UNDELIV",
-    ReceiptState.ACCEPTED: "ACCEPTD",
-    ReceiptState.UNKNOWN: "UNKNOWN",
-    ReceiptState.REJECTED: "REJECTD",
-}
-_MESSAGE_STATES = {state: n for n, state in enumerate(_STATS, 1)}
-
-
 def plain_receipt_pdu(receipt: PendingReceipt, mode: str, done_at: float) -> DeliverSm:
     """The receipt deliver_sm written the plain way, field by field: what the tuned
     receipt_pdu must produce byte for byte."""
@@ -99,7 +91,7 @@ def plain_receipt_pdu(receipt: PendingReceipt, mode: str, done_at: float) -> Del
         return datetime.fromtimestamp(at // 60 * 60, UTC).strftime("%y%m%d%H%M")
 
     error = NETWORK_ERRORS.get(receipt.state, 0)
-    stat = _STATS[receipt.state]
+    stat = stat_code(receipt.state)
     text = (
         f"id:{receipt.receipt_id} sub:{1:03d} dlvrd:{int(stat == 'DELIVRD'):03d}"
         f" submit date:{minute(receipt.submitted_at)} done date:{minute(done_at)}"
@@ -107,7 +99,7 @@ def plain_receipt_pdu(receipt: PendingReceipt, mode: str, done_at: float) -> Del
     )
     tlvs = [
         Tlv(Tag.RECEIPTED_MESSAGE_ID, receipt.receipt_id.encode() + b"\0"),
-        Tlv(Tag.MESSAGE_STATE, bytes((_MESSAGE_STATES[receipt.state],))),
+        Tlv(Tag.MESSAGE_STATE, bytes((message_state_value(receipt.state),))),
     ]
     if error:
         tlvs.append(Tlv(Tag.NETWORK_ERROR_CODE, bytes((3, error >> 8, error & 0xFF))))
@@ -158,7 +150,7 @@ def test_receipt_pdu_bytes_equal_the_plain_construction(
 def test_format_receipt_text_writes_numbers_as_a_format_string_would(
     err: int | str, sub: int, dlvrd: int | None, stat: ReceiptState | str, date: float
 ) -> None:
-    code = _STATS[stat] if isinstance(stat, ReceiptState) else stat
+    code = stat_code(stat) if isinstance(stat, ReceiptState) else stat
     expected_dlvrd = (1 if code == "DELIVRD" else 0) if dlvrd is None else dlvrd
     expected_err = f"{err:03d}" if isinstance(err, int) else err
     minute = datetime.fromtimestamp(date // 60 * 60, UTC).strftime("%y%m%d%H%M")

@@ -45,6 +45,17 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     await store.close()
 
 
+@pytest.fixture
+async def two_stores(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore]]:
+    """Two stores on one file, as two processes would have them."""
+    first, second = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
+    await first.open()
+    await second.open()
+    yield first, second
+    await first.close()
+    await second.close()
+
+
 # -- URLs -------------------------------------------------------------------------------
 
 
@@ -261,117 +272,101 @@ async def test_ambiguous_ids_follow_the_convention_the_connection_showed(
     assert (await record(store, hex_16)).status is MessageStatus.DELIVERED
 
 
-async def test_a_receipt_plan_another_writer_made_stale_is_not_written(tmp_path: Path) -> None:
+async def test_a_receipt_plan_another_writer_made_stale_is_not_written(
+    two_stores: tuple[SqliteStore, SqliteStore],
+) -> None:
     """Receipts are worked out from a read before the write lock is taken. When another
     store's write lands in between (here it applies a receipt to one of the parts),
     the planned writes find that and the transaction is rolled back, whole. (An
     intermediate receipt: a final one would also be caught by the message's status.)"""
-    first, second = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
-    await first.open()
-    await second.open()
-    try:
-        taken = await submit_new(first, "x1")
-        untouched = await submit_new(first, "x2")
-        engine = first._engine
-        batch = [receipt("x2"), receipt("x1", ReceiptState.ENROUTE)]
-        plan = await first._run(engine._receipts.plan, engine.conn, batch)
-        assert plan.later == []  # both decided from the read
-        await second.record_receipts([receipt("x1", ReceiptState.ACCEPTED)])
+    first, second = two_stores
+    taken = await submit_new(first, "x1")
+    untouched = await submit_new(first, "x2")
+    engine = first._engine
+    batch = [receipt("x2"), receipt("x1", ReceiptState.ENROUTE)]
+    plan = await first._run(engine._receipts.plan, engine.conn, batch)
+    assert plan.later == []  # both decided from the read
+    await second.record_receipts([receipt("x1", ReceiptState.ACCEPTED)])
 
-        def write() -> None:
-            with engine._write() as tx:
-                engine._receipts.apply(tx, plan)
+    def write() -> None:
+        with engine._write() as tx:
+            engine._receipts.apply(tx, plan)
 
-        with pytest.raises(StalePlan):
-            await first._run(write)
-        assert (await record(first, untouched)).events[-1].kind == "submitted"
-        taken_events = (await record(first, taken)).events
-        assert [e.detail["state"] for e in taken_events if e.kind == "receipt"] == ["accepted"]
-    finally:
-        await first.close()
-        await second.close()
+    with pytest.raises(StalePlan):
+        await first._run(write)
+    assert (await record(first, untouched)).events[-1].kind == "submitted"
+    taken_events = (await record(first, taken)).events
+    assert [e.detail["state"] for e in taken_events if e.kind == "receipt"] == ["accepted"]
 
 
 async def test_receipts_are_redone_in_the_lock_when_their_read_went_stale(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    two_stores: tuple[SqliteStore, SqliteStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same race through `record_receipts`: a second store expires one message right
     after the batch was read (the interleaving is forced by wrapping `plan`; both writes
     are the stores' own). The batch is redone inside the lock and ends as a serial
     order would: the expired message keeps its status, the other is delivered."""
-    first, second = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
-    await first.open()
-    await second.open()
-    try:
-        expiring = await submit_new(first, "y1", expires_at=T0 + 60)
-        other = await submit_new(first, "y2")
-        correlator = first._engine._receipts
-        plan = correlator.plan
-        plans = []
+    first, second = two_stores
+    expiring = await submit_new(first, "y1", expires_at=T0 + 60)
+    other = await submit_new(first, "y2")
+    correlator = first._engine._receipts
+    plan = correlator.plan
+    plans = []
 
-        def plan_then_expire(conn: sqlite3.Connection, receipts: Sequence[Receipt]) -> Any:
-            plans.append(len(receipts))
-            made = plan(conn, receipts)
-            if len(plans) == 1:  # the second store's own thread does its write meanwhile
-                assert second._executor is not None
-                assert second._executor.submit(second._engine.expire, T0 + 120, 0).result() == 1
-            return made
+    def plan_then_expire(conn: sqlite3.Connection, receipts: Sequence[Receipt]) -> Any:
+        plans.append(len(receipts))
+        made = plan(conn, receipts)
+        if len(plans) == 1:  # the second store's own thread does its write meanwhile
+            assert second._executor is not None
+            assert second._executor.submit(second._engine.expire, T0 + 120, 0).result() == 1
+        return made
 
-        monkeypatch.setattr(correlator, "plan", plan_then_expire)
-        matches = await first.record_receipts([receipt("y1", ReceiptState.ENROUTE), receipt("y2")])
-        assert plans == [2, 2]  # read again, inside the lock
-        assert [(m.message_id, m.message_status) for m in matches] == [
-            (expiring, MessageStatus.EXPIRED),
-            (other, MessageStatus.DELIVERED),
-        ]
-        assert (await record(first, expiring)).events[-1].kind == "receipt"
-    finally:
-        await first.close()
-        await second.close()
+    monkeypatch.setattr(correlator, "plan", plan_then_expire)
+    matches = await first.record_receipts([receipt("y1", ReceiptState.ENROUTE), receipt("y2")])
+    assert plans == [2, 2]  # read again, inside the lock
+    assert [(m.message_id, m.message_status) for m in matches] == [
+        (expiring, MessageStatus.EXPIRED),
+        (other, MessageStatus.DELIVERED),
+    ]
+    assert (await record(first, expiring)).events[-1].kind == "receipt"
 
 
 async def test_submit_reports_are_redone_in_the_lock_when_their_read_went_stale(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    two_stores: tuple[SqliteStore, SqliteStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Submit reports are also worked out before the write lock. A second store records
     the same message as submitted right after the first one's read (interleaving forced
     by wrapping `plan_submits`; both writes are the stores' own): the first one's write
     finds the message no longer open, is rolled back and redone inside the lock, where
     its report is ignored as stale. The other message of the batch is recorded once."""
-    first, second = SqliteStore(tmp_path / "s.db"), SqliteStore(tmp_path / "s.db")
-    await first.open()
-    await second.open()
-    try:
-        raced = await accept_one(first)
-        other = await accept_one(first)
-        assert sorted(await claim_ids(first)) == sorted([raced, other])
-        plans: list[int] = []
+    first, second = two_stores
+    raced = await accept_one(first)
+    other = await accept_one(first)
+    assert sorted(await claim_ids(first)) == sorted([raced, other])
+    plans: list[int] = []
 
-        def plan_then_race(conn: sqlite3.Connection, reports: Sequence[SubmitReport]) -> Any:
-            made = plan_submits(conn, reports)
-            plans.append(len(made.later))
-            if len(plans) == 1:  # the second store's own thread does its write meanwhile
-                assert second._executor is not None
-                race = [submitted(raced, "s-by-second")]
-                second._executor.submit(second._engine.record_submits, race).result()
-            return made
+    def plan_then_race(conn: sqlite3.Connection, reports: Sequence[SubmitReport]) -> Any:
+        made = plan_submits(conn, reports)
+        plans.append(len(made.later))
+        if len(plans) == 1:  # the second store's own thread does its write meanwhile
+            assert second._executor is not None
+            race = [submitted(raced, "s-by-second")]
+            second._executor.submit(second._engine.record_submits, race).result()
+        return made
 
-        monkeypatch.setattr(sqlite_engine, "plan_submits", plan_then_race)
-        await first.record_submits([submitted(raced, "s1"), submitted(other, "s2")])
-        # The first read planned both; the second store's write planned its own (the
-        # patch is process-wide); the redo left the raced report to the checked path.
-        assert plans == [0, 0, 1]
-        assert kinds(await record(first, raced))[-2:] == ["submitted", "report_ignored"]
-        other_record = await record(first, other)
-        assert kinds(other_record).count("submitted") == 1
-        assert other_record.status is MessageStatus.SUBMITTED
-        [match] = await first.record_receipts([receipt("s-by-second")])
-        assert match.message_id == raced
-        [unmatched] = await first.record_receipts([receipt("s1")])
-        assert unmatched.message_id is None
-    finally:
-        await first.close()
-        await second.close()
+    monkeypatch.setattr(sqlite_engine, "plan_submits", plan_then_race)
+    await first.record_submits([submitted(raced, "s1"), submitted(other, "s2")])
+    # The first read planned both; the second store's write planned its own (the
+    # patch is process-wide); the redo left the raced report to the checked path.
+    assert plans == [0, 0, 1]
+    assert kinds(await record(first, raced))[-2:] == ["submitted", "report_ignored"]
+    other_record = await record(first, other)
+    assert kinds(other_record).count("submitted") == 1
+    assert other_record.status is MessageStatus.SUBMITTED
+    [match] = await first.record_receipts([receipt("s-by-second")])
+    assert match.message_id == raced
+    [unmatched] = await first.record_receipts([receipt("s1")])
+    assert unmatched.message_id is None
 
 
 # -- several processes on one file ----------------------------------------------------------
