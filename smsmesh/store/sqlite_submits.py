@@ -19,7 +19,7 @@ from typing import Any
 
 from smsmesh.model import MessageStatus, SubmitOutcome, SubmitReport
 from smsmesh.smpp.receipt import id_candidates
-from smsmesh.store.rules import State, TimelineRows, canonical_smsc_id, dumps
+from smsmesh.store.rules import State, TimelineRows, dumps
 from smsmesh.store.sqlite_receipts import StalePlan
 from smsmesh.store.sqlite_tx import Tx, qmarks
 
@@ -71,8 +71,9 @@ class SubmittedRows(TimelineRows):
         parts = list(enumerate(report.smsc_message_ids, start=1))
         scope = report.receipt_scope  # part_keys.connection: where receipts look
         for part, sid in parts:
-            self.parts.append((mid, part, connection, sid, canonical_smsc_id(sid), report.at))
-            self.keys.extend((scope, key, mid, part) for key in id_candidates(sid))
+            keys = id_candidates(sid)  # the canonical form first
+            self.parts.append((mid, part, connection, sid, keys[0], report.at))
+            self.keys.extend((scope, key, mid, part) for key in keys)
         detail["smsc_ids"] = list(report.smsc_message_ids)
         self.event(mid, report.at, "submitted", MessageStatus.SUBMITTED, connection, detail)
         self.submitted.append((mid, scope, parts))
