@@ -2,9 +2,9 @@
 
 Callers `await batcher.submit(item)` (or `put` it with a callback); a single flusher
 task hands everything that queued up while the previous flush ran to one call of the
-batch function, then gives each caller its own result. Under light load a batch is one item and
-the latency is one transaction; under heavy load batches grow by themselves, which
-is what lets a durable gateway keep up without a timer-based linger.
+batch function, then gives each caller its own result. Under light load a batch is one
+item and the latency is one transaction; under heavy load batches grow by themselves,
+which is what lets a durable gateway keep up without a timer-based linger.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 log = logging.getLogger(__name__)
+
+# A `Batcher.put` caller's completion: (result, None), or (None, why the batch failed).
+Done = Callable[[R | None, BaseException | None], None]
 
 
 class Batcher(Generic[T, R]):
@@ -37,7 +40,7 @@ class Batcher(Generic[T, R]):
         # is worked off in fewer, larger transactions instead of growing.
         self._backlog_batch = max(max_batch, backlog_batch or max_batch)
         self._name = name
-        self._pending: list[tuple[T, Callable[[R | None, BaseException | None], None]]] = []
+        self._pending: list[tuple[T, Done[R]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -52,7 +55,7 @@ class Batcher(Generic[T, R]):
         self.put(item, functools.partial(_resolve, future))
         return await future
 
-    def put(self, item: T, done: Callable[[R | None, BaseException | None], None]) -> None:
+    def put(self, item: T, done: Done[R]) -> None:
         """Queue `item` for the next flush; the flusher calls `done(result, None)`, or
         `done(None, error)` if the batch failed. For callers that answer from a
         callback (a receipt's deliver_sm_resp): no Future and no extra loop turn each."""
@@ -88,9 +91,7 @@ class Batcher(Generic[T, R]):
             if self._closing:
                 return
 
-    async def _flush_batch(
-        self, batch: list[tuple[T, Callable[[R | None, BaseException | None], None]]]
-    ) -> None:
+    async def _flush_batch(self, batch: list[tuple[T, Done[R]]]) -> None:
         try:
             results = await self._flush([item for item, _ in batch])
         except Exception as exc:  # the whole batch failed: every caller learns why
@@ -104,7 +105,7 @@ class Batcher(Generic[T, R]):
 
     def _finish(
         self,
-        batch: list[tuple[T, Callable[[R | None, BaseException | None], None]]],
+        batch: list[tuple[T, Done[R]]],
         results: Sequence[R | None],
         error: BaseException | None,
     ) -> None:

@@ -155,7 +155,7 @@ class InboundHandler:
         def stored(match: ReceiptMatch | None, error: BaseException | None) -> None:
             if answer.done():  # cancelled by whoever held it: nothing to answer
                 return
-            if match is None:
+            if error is not None or match is None:
                 log.warning("%s: storing a receipt failed (SMSC asked to retry): %s",
                             self._name, error)  # fmt: skip
                 answer.set_result(make_response(pdu, RETRY_LATER))
