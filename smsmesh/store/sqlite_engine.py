@@ -43,7 +43,7 @@ from smsmesh.store.rules import (
     inbound_payload,
     public_status,
 )
-from smsmesh.store.sqlite_receipts import ReceiptCorrelator, StalePlan
+from smsmesh.store.sqlite_receipts import ReceiptCorrelator, StalePlan, timeline
 from smsmesh.store.sqlite_schema import migrate
 from smsmesh.store.sqlite_submits import OPEN_STATES, SubmittedRows, plan_submits, report_detail
 from smsmesh.store.sqlite_tx import (
@@ -289,16 +289,7 @@ class Engine:
             client_ref=row[14],
             callback_url=row[15],
             smsc_message_ids=tuple(r[0] for r in smsc_ids),
-            events=tuple(
-                Event(
-                    at=at,
-                    kind=kind,
-                    status=MessageStatus(status) if status else None,
-                    connection=connection,
-                    detail=json.loads(detail),
-                )
-                for at, kind, status, connection, detail in events
-            ),
+            events=tuple(timeline(events)),
         )
 
     def queue_depths(self) -> dict[str, int]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from storekit import (
+    CALLBACK,
     CONN,
     T0,
     accept_one,
@@ -367,6 +368,49 @@ async def test_submit_reports_are_redone_in_the_lock_when_their_read_went_stale(
     assert match.message_id == raced
     [unmatched] = await first.record_receipts([receipt("s1")])
     assert unmatched.message_id is None
+
+
+async def test_a_finalising_receipt_is_one_row_but_two_timeline_events(
+    sqlite_store: SqliteStore,
+) -> None:
+    """The batched receipt path stores a receipt that finalises its message in the final
+    status row (one insert fewer); the timeline reads exactly as the one-at-a-time path
+    writes it, with two rows."""
+    store = sqlite_store
+    batched = await submit_new(store, "m1", callback_url=CALLBACK)
+    one_by_one = await submit_new(store, "m2", callback_url=CALLBACK)
+    await store.record_receipts([receipt("m1", ReceiptState.UNDELIVERABLE, error_code="034")])
+    # Two receipts for one message in a batch take the one-at-a-time path.
+    await store.record_receipts(
+        [
+            receipt("m2", ReceiptState.ACCEPTED),
+            receipt("m2", ReceiptState.UNDELIVERABLE, error_code="034"),
+        ]
+    )
+
+    def stored_rows(message_id: str) -> int:
+        found = store._engine.conn.execute(
+            "SELECT count(*) FROM events WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        return int(found[0])
+
+    fast, slow = await record(store, batched), await record(store, one_by_one)
+    assert kinds(fast) == ["accepted", "claimed", "submitted", "receipt", "undeliverable"]
+    assert await store._run(stored_rows, batched) == len(fast.events) - 1
+    assert await store._run(stored_rows, one_by_one) == len(slow.events)
+    # The same last two events either way (but for the smsc id), nothing internal shown.
+    for rec, smsc_id in ((fast, "m1"), (slow, "m2")):
+        receipt_event, final_event = rec.events[-2:]
+        assert receipt_event.status is None
+        assert receipt_event.detail == {
+            "part": 1,
+            "state": "undeliverable",
+            "smsc_id": smsc_id,
+            "error_code": "034",
+        }
+        assert final_event.status is MessageStatus.UNDELIVERABLE
+        assert final_event.detail == {"reason": "part 1: undeliverable (err 034)"}
+        assert receipt_event.at == final_event.at
 
 
 # -- several processes on one file ----------------------------------------------------------
