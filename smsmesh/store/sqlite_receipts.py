@@ -215,11 +215,13 @@ class ReceiptCorrelator:
             tx.conn.executemany(INSERT_WEBHOOK, plan.webhooks)
             tx.wake.add(WEBHOOK_WAKE)
         tx.events.extend(plan.events)
+        # What the batch's unambiguous matches taught, before the receipts left to
+        # `record` are ranked: as if the batch had been taken one receipt at a time.
+        for scope, stored_key, received in plan.lessons:
+            self._learn(scope, stored_key, received)
         results = plan.results
         for n in plan.later:
             results[n] = self.record(tx, plan.receipts[n])
-        for scope, stored_key, received in plan.lessons:
-            self._learn(scope, stored_key, received)
         return [r for r in results if r is not None]
 
     def _lookup(

@@ -335,3 +335,18 @@ async def test_one_batch_mixes_every_kind_of_receipt(store: Store) -> None:
     assert kinds(await record(store, plain))[-2:] == ["receipt", "delivered"]
     [job] = await all_webhooks(store)
     assert (job.message_id, job.payload["status"]) == (plain, "delivered")
+
+
+async def test_a_batch_learns_the_id_convention_from_its_own_earlier_receipts(
+    store: Store,
+) -> None:
+    """What an unambiguous receipt teaches (hex in submit_sm_resp, decimal in receipts)
+    already decides an ambiguous receipt later in the same batch: "10" is then 0xA's
+    message, not the one whose hex id reads "10"."""
+    await submit_new(store, "1A2B3C4D")  # letters: only one reading can match
+    hex_16 = await submit_new(store, "10")  # 0x10 = 16
+    hex_10 = await submit_new(store, "A")  # 0xA = 10, reported as "10"
+    taught, ambiguous = await store.record_receipts([receipt(str(0x1A2B3C4D)), receipt("10")])
+    assert taught.message_status is MessageStatus.DELIVERED
+    assert ambiguous.message_id == hex_10
+    assert (await record(store, hex_16)).status is MessageStatus.SUBMITTED
