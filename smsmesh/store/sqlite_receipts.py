@@ -50,13 +50,17 @@ from smsmesh.store.sqlite_tx import (
 # statement per receipt cost more than the lookups themselves (12 vs 5 us a receipt).
 _KEYS_PER_LOOKUP = 512
 
-# A planned receipt's part update, which finds nothing to update (and so tells the plan
-# is stale) unless the part still has no receipt and its message is still submitted.
+# A planned receipt's writes find nothing to update (and so tell the plan is stale)
+# unless the part still has no receipt and its message is still submitted: a final
+# receipt's message update checks the message, an intermediate one's part update does.
 _APPLY_TO_PART = """
 UPDATE parts SET state = ?, error_code = ?, updated_at = ?
 WHERE message_id = ? AND part = ? AND state IS NULL
-  AND EXISTS (SELECT 1 FROM messages WHERE id = ? AND state = 'submitted')
 """
+_APPLY_TO_PART_OF_SUBMITTED = (
+    _APPLY_TO_PART + "  AND EXISTS (SELECT 1 FROM messages WHERE id = ? AND state = 'submitted')"
+)
+_FINALIZE_SUBMITTED = FINALIZE_MESSAGE + "  AND state = 'submitted'"
 
 # Everything a receipt's match needs, per part the key leads to. The part count tells
 # whether a final receipt finalises its message.
@@ -104,7 +108,8 @@ class ReceiptPlan(TimelineRows):
         self.receipts = receipts
         self.results: list[ReceiptMatch | None] = []  # None: left to `record`
         self.later: list[int] = []  # indexes of the receipts left to `record`
-        self.part_updates: list[tuple[str, str | None, float, str, int, str]] = []
+        self.part_updates: list[tuple[str, str | None, float, str, int]] = []  # final
+        self.intermediate_updates: list[tuple[str, str | None, float, str, int, str]] = []
         self.finals: list[tuple[str, str | None, float, None, str]] = []
         self.events = []
         self.webhooks: list[tuple[Any, ...]] = []
@@ -175,14 +180,14 @@ class ReceiptCorrelator:
             _, message_id, part, smsc_key, _, _, _, trace_json, smsc_id = only[:9]
             plan.lessons.append((scope, smsc_key, keys[0]))
             state = receipt.state
-            plan.part_updates.append(
-                (state.value, receipt.error_code, receipt.at, message_id, part, message_id)
-            )
+            update = (state.value, receipt.error_code, receipt.at, message_id, part)
             detail = receipt_detail(part, receipt, late=False)
             status = MessageStatus.SUBMITTED
             if not state.is_final:
+                plan.intermediate_updates.append((*update, message_id))
                 plan.event(message_id, receipt.at, "receipt", None, receipt.connection, detail)
             else:
+                plan.part_updates.append(update)
                 outcome = part_outcome(part, state, receipt.error_code)
                 assert outcome is not None  # final
                 status, error = outcome
@@ -205,12 +210,13 @@ class ReceiptCorrelator:
     def apply(self, tx: Tx, plan: ReceiptPlan) -> list[ReceiptMatch]:
         """Write a plan; raises StalePlan, to be rolled back, when a part or message it
         decided on has changed since it was read (another writer got there first)."""
-        if plan.part_updates:
-            cursor = tx.conn.executemany(_APPLY_TO_PART, plan.part_updates)
-            if cursor.rowcount != len(plan.part_updates):
+        for sql, rows in (
+            (_APPLY_TO_PART_OF_SUBMITTED, plan.intermediate_updates),
+            (_APPLY_TO_PART, plan.part_updates),
+            (_FINALIZE_SUBMITTED, plan.finals),
+        ):
+            if rows and tx.conn.executemany(sql, rows).rowcount != len(rows):
                 raise StalePlan
-        if plan.finals:  # of messages the check above found submitted
-            tx.conn.executemany(FINALIZE_MESSAGE, plan.finals)
         if plan.webhooks:
             tx.conn.executemany(INSERT_WEBHOOK, plan.webhooks)
             tx.wake.add(WEBHOOK_WAKE)

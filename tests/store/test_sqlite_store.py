@@ -300,13 +300,17 @@ async def test_a_receipt_plan_another_writer_made_stale_is_not_written(
     assert [e.detail["state"] for e in taken_events if e.kind == "receipt"] == ["accepted"]
 
 
+@pytest.mark.parametrize("late_state", [ReceiptState.ENROUTE, ReceiptState.DELIVERED])
 async def test_receipts_are_redone_in_the_lock_when_their_read_went_stale(
-    two_stores: tuple[SqliteStore, SqliteStore], monkeypatch: pytest.MonkeyPatch
+    two_stores: tuple[SqliteStore, SqliteStore],
+    monkeypatch: pytest.MonkeyPatch,
+    late_state: ReceiptState,
 ) -> None:
     """The same race through `record_receipts`: a second store expires one message right
     after the batch was read (the interleaving is forced by wrapping `plan`; both writes
     are the stores' own). The batch is redone inside the lock and ends as a serial
-    order would: the expired message keeps its status, the other is delivered."""
+    order would: the expired message keeps its status, the other is delivered. (An
+    intermediate receipt's part update notices, a final one's message update does.)"""
     first, second = two_stores
     expiring = await submit_new(first, "y1", expires_at=T0 + 60)
     other = await submit_new(first, "y2")
@@ -323,7 +327,7 @@ async def test_receipts_are_redone_in_the_lock_when_their_read_went_stale(
         return made
 
     monkeypatch.setattr(correlator, "plan", plan_then_expire)
-    matches = await first.record_receipts([receipt("y1", ReceiptState.ENROUTE), receipt("y2")])
+    matches = await first.record_receipts([receipt("y1", late_state), receipt("y2")])
     assert plans == [2, 2]  # read again, inside the lock
     assert [(m.message_id, m.message_status) for m in matches] == [
         (expiring, MessageStatus.EXPIRED),
