@@ -43,13 +43,14 @@ from smsmesh.store.rules import (
     inbound_payload,
     public_status,
 )
-from smsmesh.store.sqlite_receipts import ReceiptCorrelator, StalePlan, timeline
+from smsmesh.store.sqlite_receipts import ReceiptCorrelator, timeline
 from smsmesh.store.sqlite_schema import migrate
 from smsmesh.store.sqlite_submits import OPEN_STATES, SubmittedRows, plan_submits, report_detail
 from smsmesh.store.sqlite_tx import (
     INSERT_EVENT,
     INSERT_MESSAGE,
     INSERT_WEBHOOK,
+    StalePlan,
     Tx,
     finalize,
 )
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 
 Synchronous = Literal["FULL", "NORMAL"]
 T = TypeVar("T")
+P = TypeVar("P")
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -192,6 +194,25 @@ class Engine:
             raise
         if tx.wake:
             self._sender.notify(tx.wake)
+
+    def _write_planned(
+        self,
+        plan: Callable[[sqlite3.Connection], P],
+        apply: Callable[[Tx, P], T],
+        *,
+        durable: bool,
+    ) -> T:
+        """A write worked out before the write lock is taken (a WAL read needs none), so
+        the lock is held only for the writes. `apply` raises StalePlan when what `plan`
+        read has changed meanwhile; then the whole batch is planned again and written
+        inside the lock, where nothing can change it."""
+        planned = plan(self.conn)
+        try:
+            with self._write(durable) as tx:
+                return apply(tx, planned)
+        except StalePlan:
+            with self._write(durable) as tx:
+                return apply(tx, plan(tx.conn))
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -384,13 +405,9 @@ class Engine:
         ]
 
     def record_submits(self, reports: Sequence[SubmitReport]) -> None:
-        plan = plan_submits(self.conn, reports)  # read before taking the write lock
-        try:
-            with self._write(durable=False) as tx:
-                self._apply_submits(tx, plan)
-        except StalePlan:  # another writer moved a message on: again, inside the lock
-            with self._write(durable=False) as tx:
-                self._apply_submits(tx, plan_submits(tx.conn, reports))
+        self._write_planned(
+            lambda conn: plan_submits(conn, reports), self._apply_submits, durable=False
+        )
 
     def _apply_submits(self, tx: Tx, plan: SubmittedRows) -> None:
         plan.write(tx)
@@ -498,13 +515,9 @@ class Engine:
 
     def record_receipts(self, receipts: Sequence[Receipt]) -> list[ReceiptMatch]:
         correlator = self._receipts
-        plan = correlator.plan(self.conn, receipts)  # read before taking the write lock
-        try:
-            with self._write() as tx:
-                return correlator.apply(tx, plan)
-        except StalePlan:  # another writer changed what was read: again, inside the lock
-            with self._write() as tx:
-                return correlator.apply(tx, correlator.plan(tx.conn, receipts))
+        return self._write_planned(
+            lambda conn: correlator.plan(conn, receipts), correlator.apply, durable=True
+        )
 
     # -- inbound, connection state, timeline -------------------------------------------
 

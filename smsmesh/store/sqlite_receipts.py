@@ -39,9 +39,11 @@ from smsmesh.store.rules import (
 from smsmesh.store.sqlite_tx import (
     FINALIZE_MESSAGE,
     INSERT_WEBHOOK,
+    StalePlan,
     Tx,
     final_detail,
     finalize,
+    padded_chunks,
     qmarks,
     webhook_row,
 )
@@ -95,10 +97,6 @@ def timeline(rows: Sequence[tuple[float, str, str | None, str | None, str]]) -> 
             Event(at, kind, MessageStatus(status) if status else None, connection, detail)
         )
     return events
-
-
-class StalePlan(Exception):
-    """A receipt plan's reads no longer hold; the write must be rolled back and redone."""
 
 
 class ReceiptPlan(TimelineRows):
@@ -243,14 +241,8 @@ class ReceiptCorrelator:
                 keys_by_scope.setdefault(scope, set()).update(keys)
         found: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         for scope, key_set in keys_by_scope.items():
-            ordered = sorted(key_set)
-            for start in range(0, len(ordered), _KEYS_PER_LOOKUP):
-                chunk = ordered[start : start + _KEYS_PER_LOOKUP]
-                # Padded (a key repeated) to a power of two: a few statement texts for
-                # every batch size, so they stay in the connection's statement cache.
-                size = 1 << (len(chunk) - 1).bit_length()
-                chunk += chunk[-1:] * (size - len(chunk))
-                sql = _LOOKUP.format(qmarks(size))
+            for chunk in padded_chunks(sorted(key_set), _KEYS_PER_LOOKUP):
+                sql = _LOOKUP.format(qmarks(len(chunk)))
                 for row in conn.execute(sql, (scope, *chunk)):
                     found.setdefault((scope, row[0]), []).append(row)
         return found

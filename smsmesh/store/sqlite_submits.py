@@ -20,8 +20,7 @@ from typing import Any
 from smsmesh.model import MessageStatus, SubmitOutcome, SubmitReport
 from smsmesh.smpp.receipt import id_candidates
 from smsmesh.store.rules import State, TimelineRows, dumps
-from smsmesh.store.sqlite_receipts import StalePlan
-from smsmesh.store.sqlite_tx import Tx, qmarks
+from smsmesh.store.sqlite_tx import StalePlan, Tx, padded_chunks, qmarks
 
 _READ_STATES = "SELECT id, state FROM messages WHERE id IN ({})"
 _IDS_PER_READ = 512
@@ -95,10 +94,7 @@ def plan_submits(conn: sqlite3.Connection, reports: Sequence[SubmitReport]) -> S
     plan = SubmittedRows()
     ids = sorted({r.message_id for r in reports if r.outcome is SubmitOutcome.SUBMITTED})
     states: dict[str, str] = {}
-    for start in range(0, len(ids), _IDS_PER_READ):
-        chunk = ids[start : start + _IDS_PER_READ]
-        # Padded to a power of two, so a few statement texts serve every batch size.
-        chunk += chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
+    for chunk in padded_chunks(ids, _IDS_PER_READ):
         states.update(conn.execute(_READ_STATES.format(qmarks(len(chunk))), chunk))
     reported = Counter(r.message_id for r in reports)
     for report in reports:

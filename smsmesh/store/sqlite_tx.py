@@ -8,7 +8,7 @@ event and webhook job together), whichever path got it there.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from smsmesh.model import MessageStatus, WebhookKind
@@ -18,6 +18,22 @@ from smsmesh.store.rules import TimelineRows, dumps, status_payload
 
 def qmarks(n: int) -> str:
     return ",".join("?" * n)
+
+
+def padded_chunks(values: Sequence[str], size: int) -> Iterator[list[str]]:
+    """`values` in chunks of at most `size`, each padded (its last value repeated) to a
+    power of two: an `IN (...)` over them has a few statement texts for every batch
+    size, which stay in the connection's statement cache."""
+    for start in range(0, len(values), size):
+        chunk = list(values[start : start + size])
+        chunk += chunk[-1:] * ((1 << (len(chunk) - 1).bit_length()) - len(chunk))
+        yield chunk
+
+
+class StalePlan(Exception):
+    """A batch worked out from a read outside the write lock no longer holds (another
+    writer got there first): its transaction must be rolled back and the batch redone
+    inside the lock."""
 
 
 class Tx(TimelineRows):

@@ -32,9 +32,9 @@ from storekit import (
 
 from smsmesh.model import MessageStatus, NewMessage, Receipt, ReceiptState, SubmitReport
 from smsmesh.store import SqliteStore, StoreError, open_store, sqlite_engine
-from smsmesh.store.sqlite_receipts import StalePlan
 from smsmesh.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, _statements
 from smsmesh.store.sqlite_submits import plan_submits
+from smsmesh.store.sqlite_tx import StalePlan
 from smsmesh.store.wakeup import socket_path
 
 
