@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -31,14 +30,10 @@ class Batcher(Generic[T, R]):
         flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
         *,
         max_batch: int = 500,
-        backlog_batch: int | None = None,
         name: str = "batcher",
     ) -> None:
         self._flush = flush
         self._max_batch = max_batch
-        # More than twice max_batch waiting: batches of up to this many, so a backlog
-        # is worked off in fewer, larger transactions instead of growing.
-        self._backlog_batch = max(max_batch, backlog_batch or max_batch)
         self._name = name
         self._pending: list[tuple[T, Done[R]]] = []
         self._wakeup = asyncio.Event()
@@ -82,11 +77,8 @@ class Batcher(Generic[T, R]):
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                size = self._max_batch
-                if len(self._pending) > 2 * size:
-                    size = self._backlog_batch
-                batch = self._pending[:size]
-                del self._pending[:size]
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
                 await self._flush_batch(batch)
             if self._closing:
                 return
@@ -109,11 +101,21 @@ class Batcher(Generic[T, R]):
         results: Sequence[R | None],
         error: BaseException | None,
     ) -> None:
-        for (_, done), result in zip(batch, results, strict=True):
-            try:
-                done(result, error)
-            except Exception:  # one caller's bug must not cost the others their answer
-                log.exception("%s: a completion callback failed", self._name)
+        finish(self._name, batch, results, error)
+
+
+def finish(
+    name: str,
+    batch: Sequence[tuple[object, Done[R]]],
+    results: Sequence[R | None],
+    error: BaseException | None,
+) -> None:
+    """Call each item's completion with its result (or everyone's with `error`)."""
+    for (_, done), result in zip(batch, results, strict=True):
+        try:
+            done(result, error)
+        except Exception:  # one caller's bug must not cost the others their answer
+            log.exception("%s: a completion callback failed", name)
 
 
 def _resolve(future: asyncio.Future[R], result: R | None, error: BaseException | None) -> None:
@@ -132,8 +134,7 @@ class WriteBehind(Generic[T]):
     `put` never blocks the caller (a submit_sm_resp handler, say); a flusher writes
     everything queued in one call and, if the store is unavailable, keeps the items and
     retries with capped backoff instead of dropping them. `drain()` waits until all
-    queued items are written (used on graceful shutdown); `written_through()` waits
-    only for the items queued before the call, so later puts cannot delay it.
+    queued items are written (used on graceful shutdown).
     """
 
     def __init__(
@@ -157,13 +158,9 @@ class WriteBehind(Generic[T]):
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.failures = 0
-        self._queued = 0  # items ever put
-        self._written = 0  # items ever written
-        self._barriers: deque[tuple[int, asyncio.Future[None]]] = deque()
 
     def put(self, item: T) -> None:
         self._pending.append(item)
-        self._queued += 1
         self._idle.clear()
         self._wakeup.set()
         if self._task is None:
@@ -175,24 +172,6 @@ class WriteBehind(Generic[T]):
 
     async def drain(self) -> None:
         await self._idle.wait()
-
-    def written_through(self) -> asyncio.Future[None]:
-        """Done once every item put before this call is written (the call, not the
-        await, is the cut-off)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._written >= self._queued:
-            future.set_result(None)
-        else:
-            self._barriers.append((self._queued, future))
-        return future
-
-    def _release_barriers(self) -> None:
-        # Barriers are added with a growing target, so the due ones are at the front.
-        barriers = self._barriers
-        while barriers and barriers[0][0] <= self._written:
-            future = barriers.popleft()[1]
-            if not future.done():  # a waiter that gave up cancelled it
-                future.set_result(None)
 
     async def close(self) -> None:
         self._closing = True
@@ -223,9 +202,6 @@ class WriteBehind(Generic[T]):
                     continue
                 delay = self._retry_initial
                 del self._pending[: len(batch)]
-                self._written += len(batch)
-                if self._barriers:
-                    self._release_barriers()
             self._idle.set()
             if self._closing:
                 return

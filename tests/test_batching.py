@@ -47,39 +47,6 @@ async def test_max_batch_splits_large_queues() -> None:
     await batcher.close()
 
 
-async def test_a_backlog_is_worked_off_in_backlog_batches() -> None:
-    """Short queues keep small batches; more than twice max_batch waiting, bigger ones."""
-    sizes: list[int] = []
-    gate = asyncio.Event()
-    flushing = asyncio.Event()
-
-    async def flush(items: Sequence[int]) -> list[int]:
-        sizes.append(len(items))
-        flushing.set()
-        await gate.wait()
-        return list(items)
-
-    batcher: Batcher[int, int] = Batcher(flush, max_batch=4, backlog_batch=10)
-    done: list[int | None] = []
-    all_done = asyncio.Event()
-
-    def answered(result: int | None, error: BaseException | None) -> None:
-        done.append(result)
-        if len(done) == 22:
-            all_done.set()
-
-    batcher.put(0, answered)
-    await asyncio.wait_for(flushing.wait(), 5)  # item 0 is being flushed; the rest queue
-    for i in range(1, 22):
-        batcher.put(i, answered)
-    gate.set()
-    await asyncio.wait_for(all_done.wait(), 5)
-    assert done == list(range(22))
-    # 21 waiting (> 8): 10, then 11 waiting (> 8): 10, then 1 waiting: at most 4.
-    assert sizes == [1, 10, 10, 1]
-    await batcher.close()
-
-
 async def test_a_failed_flush_fails_every_caller_of_that_batch() -> None:
     async def flush(items: Sequence[int]) -> list[int]:
         raise OSError("disk full")
@@ -132,36 +99,6 @@ async def test_write_behind_retries_until_the_store_comes_back() -> None:
     assert written == list(range(100))
     assert queue.failures == 3
     await queue.close()
-
-
-async def test_written_through_waits_for_earlier_items_only() -> None:
-    written: list[int] = []
-    gates = [asyncio.Event(), asyncio.Event()]
-    entered = asyncio.Event()
-
-    async def flush(items: Sequence[int]) -> None:
-        entered.set()
-        await gates[len(written) and 1].wait()
-        written.extend(items)
-
-    behind: WriteBehind[int] = WriteBehind(flush)
-    await asyncio.wait_for(behind.written_through(), 1)  # nothing queued: returns at once
-    behind.put(1)
-    await asyncio.wait_for(entered.wait(), 5)  # item 1 is being written
-    barrier = behind.written_through()
-    behind.put(2)  # queued after the barrier: must not hold it up
-    await asyncio.sleep(0)
-    assert not barrier.done()
-    gates[0].set()
-    await asyncio.wait_for(barrier, 5)
-    assert written == [1]
-    late = behind.written_through()
-    await asyncio.sleep(0)
-    assert not late.done()  # item 2 is still unwritten
-    gates[1].set()
-    await asyncio.wait_for(late, 5)
-    assert written == [1, 2]
-    await behind.close()
 
 
 async def test_put_callbacks_get_results_errors_and_survive_a_failing_neighbour() -> None:

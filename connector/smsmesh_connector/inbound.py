@@ -1,8 +1,9 @@
 """The inbound half of a connector: deliver_sm / data_sm from the SMSC.
 
 Accepted means durable, for receipts as for MOs: a request is answered ESME_ROK only
-after the store committed what it carried (group commit through a `Batcher`, so many
-concurrent answers share one transaction). If the store fails, the answer is
+after the store committed what it carried (group commit, so many concurrent answers
+share one transaction: MOs through a `Batcher`, receipts with the submit reports they
+follow, through the submitter's `OutcomeWriter`). If the store fails, the answer is
 ESME_RX_T_APPN, which tells the SMSC to deliver it again later. A receipt that names no
 message id is answered ESME_ROK anyway (re-sending would not add the id), counted and
 logged. Concatenated MOs are reassembled when their parts arrive together; see `mo`.
@@ -11,10 +12,9 @@ logged. Concatenated MOs are reassembled when their parts arrive together; see `
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 
 from opentelemetry import context as otel_context
@@ -36,6 +36,7 @@ from smsmesh.smpp.text import decode, parse_concat
 from smsmesh.store import Store
 from smsmesh.telemetry import tracing
 from smsmesh_connector.mo import MoAssembler
+from smsmesh_connector.outcomes import OutcomeWriter
 from smsmesh_connector.settings import ConnectorSettings
 from smsmesh_connector.state import ConnectorState
 
@@ -45,43 +46,20 @@ OK = CommandStatus.ESME_ROK
 RETRY_LATER = CommandStatus.ESME_RX_T_APPN
 
 
-# How long a receipt batch waits for the submit reports queued before it (see
-# `_record_receipts`); past that it is stored anyway and matched when they land.
-REPORTS_WAIT_SECONDS = 0.5
-# Receipts per transaction. The connector shares the store's write lock with the
-# routers, whose commits HTTP clients wait on: short transactions, back to back under
-# load, keep those waits short. With SQLite and a receipt right behind every submit,
-# 16 instead of up to 500 took throughput from ~4,600 to ~5,200 messages/s.
-RECEIPT_BATCH = 16
-# ... but one transaction at a time, 16 receipts each, is also a ceiling on how fast
-# receipts are stored: when an SMSC sends them faster (the benchmark's instant receipts
-# at 5,000 messages/s on 2 cores), a third of them were still queued when the stream
-# ended, and the queue only grew. Once more than 32 wait, batches of up to this many
-# (an SMSC's whole deliver window) work the backlog off: all stored by the end, at
-# about the same submit rate (4,500-4,900 vs 4,900-5,100 msg/s, three pairs).
-RECEIPT_BACKLOG_BATCH = 128
-
-
 class InboundHandler:
     def __init__(
         self,
         settings: ConnectorSettings,
         store: Store,
         state: ConnectorState,
-        reports_written: Callable[[], Awaitable[None]] | None = None,
+        outcomes: OutcomeWriter,
     ) -> None:
         self._settings = settings
         self._name = settings.name
         self._store = store
         self._counters = state.counters
         self._metrics = state.metrics
-        self._reports_written = reports_written
-        self._receipts: Batcher[Receipt, ReceiptMatch] = Batcher(
-            self._record_receipts,
-            max_batch=RECEIPT_BATCH,
-            backlog_batch=RECEIPT_BACKLOG_BATCH,
-            name=f"{settings.name}-receipts",
-        )
+        self._outcomes = outcomes  # receipts are stored with the submit reports
         self._mos: Batcher[InboundMessage, None] = Batcher(
             self._record_inbound, name=f"{settings.name}-inbound"
         )
@@ -90,7 +68,7 @@ class InboundHandler:
     def handle(self, pdu: Pdu) -> Pdu | Awaitable[Pdu | None] | None:
         """`AsyncSession.on_request`: the response to a request from the SMSC.
 
-        A delivery receipt is answered from a Future, which the receipt batch's
+        A delivery receipt is answered from a Future, which the outcome writer's
         completion callback resolves once stored (no task or extra Future per receipt:
         an SMSC sends one for nearly every message); an MO message from a coroutine;
         anything else at once.
@@ -126,9 +104,9 @@ class InboundHandler:
         self.assembler.discard()
 
     async def close(self) -> None:
-        """Finish what is being stored (call after the session is closed)."""
+        """Finish what is being stored (call after the session is closed; the
+        receipts are the outcome writer's to finish)."""
         await self.assembler.close()
-        await self._receipts.close()
         await self._mos.close()
 
     # -- receipts and MOs -----------------------------------------------------------------
@@ -167,7 +145,7 @@ class InboundHandler:
             answer.set_result(make_response(pdu, OK))
 
         try:
-            self._receipts.put(receipt, stored)
+            self._outcomes.receipt(receipt, stored)
         except RuntimeError as exc:  # closing: the SMSC will send it again
             log.warning("%s: receipt not stored (%s); SMSC asked to retry", self._name, exc)
             answer.set_result(make_response(pdu, RETRY_LATER))
@@ -263,21 +241,6 @@ class InboundHandler:
         self._counters.mo += 1
         self._metrics.inbound.inc()
         return OK
-
-    async def _record_receipts(self, receipts: Sequence[Receipt]) -> Sequence[ReceiptMatch]:
-        """Store a batch of receipts once the submit reports queued before it are in.
-
-        An SMSC often sends the receipt right behind the submit_sm_resp, before the
-        connector's write-behind has stored that submit: stored first, the receipt would
-        be kept as an orphan and replayed by the submit's write, several writes instead
-        of one update. Waiting for the reports already queued avoids that; the wait is
-        bounded, and the orphan path still covers whatever comes later.
-        """
-        if self._reports_written is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(REPORTS_WAIT_SECONDS):
-                    await self._reports_written()
-        return await self._store.record_receipts(receipts)
 
     async def _record_inbound(self, messages: Sequence[InboundMessage]) -> list[None]:
         await self._store.record_inbound(messages)

@@ -108,9 +108,7 @@ class Connector:
         )
         self.publisher = StatePublisher(self.store, self.state, settings.state_interval)
         self.submitter = Submitter(settings, self.store, self.state, self.limiter, self.events)
-        self.inbound = InboundHandler(
-            settings, self.store, self.state, self.submitter.reports_written
-        )
+        self.inbound = InboundHandler(settings, self.store, self.state, self.submitter.outcomes)
         self.session: AsyncSession | None = None
         self.bound = asyncio.Event()  # set while bound (for tests and health checks)
         self.recovered = 0

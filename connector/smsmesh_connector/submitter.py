@@ -20,7 +20,8 @@ requeued after `retry_delay`; FAILOVER -> requeued on the route's next target; R
 -> final. A lost session or a missing response requeues the message at once: the SMSC
 may have taken it, so that is where duplicates come from (at most the window).
 
-Reports go through a write-behind queue: a response handler never waits for the store.
+Reports go through a write-behind queue (`outcomes`, shared with the receipts that
+follow them): a response handler never waits for the store.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from smsmesh.store import Store, StoreError
 from smsmesh.telemetry import tracing
 from smsmesh_connector.classify import Disposition, classify, status_name
 from smsmesh_connector.compose import ComposeError, Composer
+from smsmesh_connector.outcomes import OutcomeWriter
 from smsmesh_connector.ratelimit import RateLimiter
 from smsmesh_connector.settings import ConnectorSettings
 from smsmesh_connector.state import ConnectorState
@@ -83,9 +85,9 @@ class Submitter:
         self._limiter = limiter
         self._events = events
         self._composer = Composer(settings)
-        self._reports: WriteBehind[SubmitReport] = WriteBehind(
-            self._record, name=f"{settings.name}-submits"
-        )
+        # Submit reports, and the inbound handler's receipts, go to the store through
+        # this one writer (see `outcomes`).
+        self.outcomes = OutcomeWriter(store, self._recorded, name=settings.name)
         self._capacity = settings.in_progress_limit
         # Claim in batches, yet never let the in-progress set fall below the window.
         self._min_claim = max(1, min(self._capacity // 4, self._capacity - settings.window))
@@ -106,14 +108,6 @@ class Submitter:
     def in_progress(self) -> int:
         """Claimed messages whose outcome is not durable yet."""
         return len(self._in_progress)
-
-    @property
-    def pending_reports(self) -> int:
-        return self._reports.pending
-
-    def reports_written(self) -> asyncio.Future[None]:
-        """Done once every submit outcome reported so far is in the store."""
-        return self._reports.written_through()
 
     async def run(self, session: AsyncSession, stop: asyncio.Event) -> None:
         """Submit on `session` until `stop` is set or the session ends, then settle.
@@ -140,23 +134,23 @@ class Submitter:
                 await self._settle("session lost", drain=False)
 
     async def flush(self, timeout: float) -> bool:
-        """Write every queued report; False if the store did not take them in time
-        (they stay `dispatching` and the next start's `recover()` requeues them)."""
+        """Write every queued report (and receipt); False if the store did not take them
+        in time (they stay `dispatching` and the next start's `recover()` requeues them)."""
         try:
             async with asyncio.timeout(timeout):
-                await self._reports.drain()
+                await self.outcomes.drain()
         except TimeoutError:
             log.error(
                 "%s: %d submit reports could not be written within %.0f s",
                 self._name,
-                self._reports.pending,
+                self.outcomes.pending_reports,
                 timeout,
             )
             return False
         return True
 
     async def close(self) -> None:
-        await self._reports.close()
+        await self.outcomes.close()
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -547,21 +541,10 @@ class Submitter:
         else:
             counters.rejected += 1
             metrics.outcome("rejected")
-        self._reports.put(report)
+        self.outcomes.report(report)
 
-    async def _record(self, reports: Sequence[SubmitReport]) -> None:
-        """The write-behind flush: one transaction; then the messages leave "in progress"."""
-        try:
-            await self._store.record_submits(reports)
-        except ValueError:
-            # A report the store refuses would otherwise be retried for ever and block
-            # every report queued behind it: write them one by one, drop the bad one.
-            for report in reports:
-                try:
-                    await self._store.record_submits([report])
-                except ValueError as exc:
-                    log.error("%s: dropping a submit report the store refuses: %s",
-                              self._name, exc)  # fmt: skip
+    def _recorded(self, reports: Sequence[SubmitReport]) -> None:
+        """Reports are in the store: their messages leave "in progress"."""
         in_progress = self._in_progress
         for report in reports:
             if report.outcome is SubmitOutcome.REQUEUE and not report.failover:

@@ -180,6 +180,19 @@ class Store(abc.ABC):
         Results are in input order. Idempotent for a repeated receipt.
         """
 
+    async def record_outcomes(
+        self, reports: Sequence[SubmitReport], receipts: Sequence[Receipt]
+    ) -> list[ReceiptMatch]:
+        """`record_submits(reports)`, then `record_receipts(receipts)`; results as the
+        latter's. A connector's receipts often come right behind its submit reports:
+        a backend should write both in one transaction, in which a receipt finds the
+        part its report writes (SQLite does). This default takes two; if the second
+        fails, the reports are recorded already, and recording them again when the
+        caller retries changes nothing (a report for a message no longer open is
+        ignored)."""
+        await self.record_submits(reports)
+        return await self.record_receipts(receipts)
+
     @abc.abstractmethod
     async def record_inbound(self, messages: Sequence[InboundMessage]) -> None:
         """Store mobile-originated messages and queue their webhooks, in one transaction."""

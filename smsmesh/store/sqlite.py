@@ -231,6 +231,14 @@ class SqliteStore(Store):
             return []
         return await self._run(self._engine.record_receipts, list(receipts))
 
+    async def record_outcomes(
+        self, reports: Sequence[SubmitReport], receipts: Sequence[Receipt]
+    ) -> list[ReceiptMatch]:
+        check_reports(reports)
+        if not reports and not receipts:
+            return []
+        return await self._run(self._engine.record_outcomes, list(reports), list(receipts))
+
     async def record_inbound(self, messages: Sequence[InboundMessage]) -> None:
         if messages:
             await self._run(self._engine.record_inbound, list(messages))

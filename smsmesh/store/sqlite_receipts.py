@@ -36,6 +36,7 @@ from smsmesh.store.rules import (
     public_status,
     receipt_detail,
 )
+from smsmesh.store.sqlite_submits import SubmittedRows
 from smsmesh.store.sqlite_tx import (
     FINALIZE_MESSAGE,
     INSERT_WEBHOOK,
@@ -123,6 +124,29 @@ class _Known:
     message: tuple[str | None, str | None, str, str]  # callback_url, client_ref, to, trace
 
 
+def _add_fresh(
+    found: dict[tuple[str, str], list[tuple[Any, ...]]],
+    fresh: SubmittedRows,
+    scopes: Sequence[str],
+    candidates: Sequence[tuple[str, ...]],
+) -> None:
+    """Add to `found` the lookup rows (as `_LOOKUP` will read them once written) of the
+    parts of the planned submits `fresh`, under the keys the batch's receipts ask for."""
+    wanted = {(scope, key) for scope, keys in zip(scopes, candidates, strict=True) for key in keys}
+    parts = {(row[0], row[1]): row for row in fresh.parts}
+    counts = {message_id: len(parts_) for message_id, _, parts_ in fresh.submitted}
+    for scope, key, message_id, part in fresh.keys:
+        message = fresh.fresh.get(message_id)
+        if message is None or (scope, key) not in wanted:
+            continue
+        _, _, _, smsc_id, smsc_key, at = parts[message_id, part]
+        callback_url, client_ref, destination, trace = message
+        found.setdefault((scope, key), []).append(
+            (key, message_id, part, smsc_key, None, at, State.SUBMITTED, trace, smsc_id,
+             callback_url, client_ref, destination, counts[message_id])
+        )  # fmt: skip
+
+
 class ReceiptCorrelator:
     """Receipt matching for one store; lives on the store's thread with its transactions."""
 
@@ -132,7 +156,12 @@ class ReceiptCorrelator:
         # from the receipts its own bind received; binds of a group learn alike.
         self._modes: dict[str, dict[MatchMode, int]] = {}
 
-    def plan(self, conn: sqlite3.Connection, receipts: Sequence[Receipt]) -> ReceiptPlan:
+    def plan(
+        self,
+        conn: sqlite3.Connection,
+        receipts: Sequence[Receipt],
+        fresh: SubmittedRows | None = None,
+    ) -> ReceiptPlan:
         """Work out a batch of receipts from a read: what to write, and the results.
 
         The common case, a receipt whose id leads to one part that has no receipt yet,
@@ -144,10 +173,16 @@ class ReceiptCorrelator:
         Called outside a write transaction (a read needs no lock in WAL mode), so the
         write lock that the routers' accepts wait for is held only for the writes; the
         writes check that what was read still holds (see `apply`).
+
+        `fresh` are the planned submits of the same transaction, written before these
+        receipts: a receipt that came right behind its submit_sm_resp finds its part
+        among them, as if they were stored already.
         """
         candidates = [id_candidates(r.smsc_message_id) for r in receipts]
         scopes = [r.receipt_scope for r in receipts]
         found = self._lookup(conn, scopes, candidates)
+        if fresh is not None and fresh.fresh:
+            _add_fresh(found, fresh, scopes, candidates)
         matched: list[dict[tuple[str, int], tuple[Any, ...]]] = []
         receipts_per_message: dict[str, int] = {}
         for scope, keys in zip(scopes, candidates, strict=True):

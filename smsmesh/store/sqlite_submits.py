@@ -22,7 +22,11 @@ from smsmesh.smpp.receipt import id_candidates
 from smsmesh.store.rules import State, TimelineRows, dumps
 from smsmesh.store.sqlite_tx import StalePlan, Tx, padded_chunks, qmarks
 
-_READ_STATES = "SELECT id, state FROM messages WHERE id IN ({})"
+# With what a receipt in the same batch needs to finalise the message (see `fresh`).
+_READ_STATES = """
+SELECT id, state, callback_url, client_ref, destination, trace_context
+FROM messages WHERE id IN ({})
+"""
 _IDS_PER_READ = 512
 _MARK_SUBMITTED = """
 UPDATE messages SET state = 'submitted', connection = ?, updated_at = ?, command_status = ?,
@@ -62,6 +66,9 @@ class SubmittedRows(TimelineRows):
         # (message id, receipt scope, [(part, smsc id)]): where early receipts may wait.
         self.submitted: list[tuple[str, str, list[tuple[int, str]]]] = []
         self.later: list[SubmitReport] = []  # for the one-at-a-time path
+        # Planned messages (`plan_submits`) by id: (callback_url, client_ref, destination,
+        # trace_context) as they will be once written, for receipts of the same batch.
+        self.fresh: dict[str, tuple[str | None, str | None, str, str]] = {}
 
     def add(self, report: SubmitReport, detail: dict[str, Any]) -> None:
         mid, connection = report.message_id, report.connection
@@ -93,17 +100,22 @@ def plan_submits(conn: sqlite3.Connection, reports: Sequence[SubmitReport]) -> S
     reports (and any message reported twice in the batch) in `later`."""
     plan = SubmittedRows()
     ids = sorted({r.message_id for r in reports if r.outcome is SubmitOutcome.SUBMITTED})
-    states: dict[str, str] = {}
+    rows: dict[str, tuple[Any, ...]] = {}
     for chunk in padded_chunks(ids, _IDS_PER_READ):
-        states.update(conn.execute(_READ_STATES.format(qmarks(len(chunk))), chunk))
+        for row in conn.execute(_READ_STATES.format(qmarks(len(chunk))), chunk):
+            rows[row[0]] = row
     reported = Counter(r.message_id for r in reports)
     for report in reports:
+        row = rows.get(report.message_id)
         if (
             report.outcome is SubmitOutcome.SUBMITTED
             and reported[report.message_id] == 1
-            and states.get(report.message_id) in OPEN_STATES
+            and row is not None
+            and row[1] in OPEN_STATES
         ):
             plan.add(report, report_detail(report))
+            trace = plan.marks[-1][3] or row[5]  # the report's, else the message's
+            plan.fresh[report.message_id] = (row[2], row[3], row[4], trace)
         else:
             plan.later.append(report)
     return plan

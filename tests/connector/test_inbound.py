@@ -19,7 +19,7 @@ from connkit import (
     wait_until,
 )
 
-from smsmesh.model import MessageStatus, Receipt, ReceiptMatch, WebhookKind
+from smsmesh.model import MessageStatus, Receipt, ReceiptMatch, SubmitReport, WebhookKind
 from smsmesh.simulator import Simulator
 from smsmesh.smpp.pdu import (
     ESM_CLASS_DELIVERY_RECEIPT,
@@ -38,32 +38,38 @@ MO_URL = "http://apps.example/mo"
 
 
 class SlowReceipts(SqliteStore):
-    """The real store, with record_receipts made slow and its commits timed."""
+    """The real store, with writes that carry receipts made slow and their commits timed."""
 
     def __init__(self, path: Path, delay: float) -> None:
         super().__init__(path)
         self.delay = delay
         self.committed_at: list[float] = []
 
-    async def record_receipts(self, receipts: Sequence[Receipt]) -> list[ReceiptMatch]:
+    async def record_outcomes(
+        self, reports: Sequence[SubmitReport], receipts: Sequence[Receipt]
+    ) -> list[ReceiptMatch]:
+        if not receipts:
+            return await super().record_outcomes(reports, receipts)
         await asyncio.sleep(self.delay)
-        result = await super().record_receipts(receipts)
+        result = await super().record_outcomes(reports, receipts)
         self.committed_at.append(time.monotonic())
         return result
 
 
 class FailingReceipts(SqliteStore):
-    """The real store, whose first `failures` record_receipts calls fail."""
+    """The real store, whose first `failures` writes that carry receipts fail."""
 
     def __init__(self, path: Path, failures: int) -> None:
         super().__init__(path)
         self.failures = failures
 
-    async def record_receipts(self, receipts: Sequence[Receipt]) -> list[ReceiptMatch]:
-        if self.failures > 0:
+    async def record_outcomes(
+        self, reports: Sequence[SubmitReport], receipts: Sequence[Receipt]
+    ) -> list[ReceiptMatch]:
+        if receipts and self.failures > 0:
             self.failures -= 1
             raise StoreError("disk on fire")
-        return await super().record_receipts(receipts)
+        return await super().record_outcomes(reports, receipts)
 
 
 def receipt(smsc_id: str, state: MessageState = MessageState.DELIVERED) -> DeliverSm:

@@ -318,9 +318,11 @@ async def test_receipts_are_redone_in_the_lock_when_their_read_went_stale(
     plan = correlator.plan
     plans = []
 
-    def plan_then_expire(conn: sqlite3.Connection, receipts: Sequence[Receipt]) -> Any:
+    def plan_then_expire(
+        conn: sqlite3.Connection, receipts: Sequence[Receipt], fresh: Any = None
+    ) -> Any:
         plans.append(len(receipts))
-        made = plan(conn, receipts)
+        made = plan(conn, receipts, fresh)
         if len(plans) == 1:  # the second store's own thread does its write meanwhile
             assert second._executor is not None
             assert second._executor.submit(second._engine.expire, T0 + 120, 0).result() == 1
