@@ -730,14 +730,17 @@ async def receipts_cost(
     """Throughput without receipts and with an instant receipt per message, alternating
     for `--rounds` rounds so a noisy neighbour hits both alike; each keeps its best,
     and the ratio of each round's pair is kept too (this machine's speed drifts by
-    10-20 % over minutes, so one pair alone says little)."""
+    10-20 % over minutes, so one pair alone says little). Every other round runs its
+    pair the other way round (off, instant; instant, off; ...), so a steady drift
+    favours neither side in the median of the rounds."""
     runs: dict[str, list[dict[str, Any]]] = {"off": [], "instant": []}
     options: dict[str, dict[str, Any]] = {
         "off": {"receipts_enabled": False},
         "instant": {"receipt_delay": 0.0},
     }
     for round_no in range(args.rounds):
-        for label, sim_options in options.items():
+        order = list(options.items())
+        for label, sim_options in order[::-1] if round_no % 2 else order:
             print(f"receipts {label} (round {round_no + 1}) ...", flush=True)
             runs[label].append(await throughput(sim_options))
     best = {k: max(v, key=lambda r: r["submitted_per_s"]) for k, v in runs.items()}
@@ -843,7 +846,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steady-seconds", type=int, default=10)
     parser.add_argument("--only", choices=["tracing", "receipts"], help="run only this scenario")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="alternating rounds without / with receipts"
+        "--rounds", type=int, default=5, help="alternating rounds without / with receipts"
     )
     parser.add_argument("--tracing-rounds", type=int, default=3, help="tracing scenario rounds")
     parser.add_argument("--output", type=Path, default=Path("bench/results.json"))
