@@ -40,10 +40,12 @@ from smsmesh.store.sqlite_submits import SubmittedRows
 from smsmesh.store.sqlite_tx import (
     FINALIZE_MESSAGE,
     INSERT_WEBHOOK,
+    ORPHANS_KEPT,
     StalePlan,
     Tx,
     final_detail,
     finalize,
+    orphans_possible,
     padded_chunks,
     qmarks,
     webhook_row,
@@ -181,8 +183,13 @@ class ReceiptCorrelator:
         candidates = [id_candidates(r.smsc_message_id) for r in receipts]
         scopes = [r.receipt_scope for r in receipts]
         found = self._lookup(conn, scopes, candidates)
+        # A fresh message's final receipt is written with its submit (`finish`) unless
+        # a receipt kept for a later submit might be its own and must come first.
+        finishing: SubmittedRows | None = None
         if fresh is not None and fresh.fresh:
             _add_fresh(found, fresh, scopes, candidates)
+            if not conn.execute(ORPHANS_KEPT).fetchone()[0]:
+                finishing = fresh
         matched: list[dict[tuple[str, int], tuple[Any, ...]]] = []
         receipts_per_message: dict[str, int] = {}
         for scope, keys in zip(scopes, candidates, strict=True):
@@ -220,11 +227,17 @@ class ReceiptCorrelator:
                 plan.intermediate_updates.append((*update, message_id))
                 plan.event(message_id, receipt.at, "receipt", None, receipt.connection, detail)
             else:
-                plan.part_updates.append(update)
                 outcome = part_outcome(part, state, receipt.error_code)
                 assert outcome is not None  # final
                 status, error = outcome
-                plan.finals.append((status.value, error, receipt.at, None, message_id))
+                if finishing is not None and message_id in finishing.fresh:
+                    finishing.finish(
+                        message_id, state.value, receipt.error_code, receipt.at,
+                        status.value, error,
+                    )  # fmt: skip
+                else:
+                    plan.part_updates.append(update)
+                    plan.finals.append((status.value, error, receipt.at, None, message_id))
                 # The receipt and the status it gives the message: one stored row, read
                 # back as the two timeline events (see `timeline`).
                 merged = {**final_detail(None, error), _FINALISING_RECEIPT: detail}
@@ -395,10 +408,7 @@ class ReceiptCorrelator:
         self, tx: Tx, message_id: str, scope: str, parts: list[tuple[int, str]]
     ) -> None:
         """Apply receipts that arrived (in `scope`) before this submit was recorded."""
-        if tx.orphans_possible is None:
-            found = tx.conn.execute("SELECT EXISTS (SELECT 1 FROM orphan_receipts)").fetchone()
-            tx.orphans_possible = bool(found[0])
-        if not tx.orphans_possible:
+        if not orphans_possible(tx):
             return
         best: dict[int, tuple[int, int, tuple[Any, ...]]] = {}  # orphan id -> quality, part, row
         for part, smsc_id in parts:

@@ -20,7 +20,7 @@ from typing import Any
 from smsmesh.model import MessageStatus, SubmitOutcome, SubmitReport
 from smsmesh.smpp.receipt import id_candidates
 from smsmesh.store.rules import State, TimelineRows, dumps
-from smsmesh.store.sqlite_tx import StalePlan, Tx, padded_chunks, qmarks
+from smsmesh.store.sqlite_tx import StalePlan, Tx, orphans_possible, padded_chunks, qmarks
 
 # With what a receipt in the same batch needs to finalise the message (see `fresh`).
 _READ_STATES = """
@@ -37,6 +37,18 @@ _INSERT_PART = """
 INSERT OR REPLACE INTO parts
     (message_id, part, connection, smsc_id, smsc_key, state, error_code, updated_at)
 VALUES (?,?,?,?,?,NULL,NULL,?)
+"""
+# A one-part message whose final receipt came in the same batch (`finish`): submitted
+# and finished by one write of each row.
+_MARK_FINISHED = """
+UPDATE messages SET state = ?, connection = ?, updated_at = ?, command_status = ?,
+                    error = ?, trace_context = COALESCE(?, trace_context)
+WHERE id = ? AND state IN ('dispatching', 'queued')
+"""
+_INSERT_FINISHED_PART = """
+INSERT OR REPLACE INTO parts
+    (message_id, part, connection, smsc_id, smsc_key, state, error_code, updated_at)
+VALUES (?,?,?,?,?,?,?,?)
 """
 _INSERT_PART_KEY = (
     "INSERT OR IGNORE INTO part_keys (connection, key, message_id, part) VALUES (?,?,?,?)"
@@ -69,6 +81,8 @@ class SubmittedRows(TimelineRows):
         # Planned messages (`plan_submits`) by id: (callback_url, client_ref, destination,
         # trace_context) as they will be once written, for receipts of the same batch.
         self.fresh: dict[str, tuple[str | None, str | None, str, str]] = {}
+        # Fresh one-part messages a final receipt of the batch finishes (`finish`).
+        self.finished: dict[str, tuple[str, str | None, float, str, str | None]] = {}
 
     def add(self, report: SubmitReport, detail: dict[str, Any]) -> None:
         mid, connection = report.message_id, report.connection
@@ -84,15 +98,63 @@ class SubmittedRows(TimelineRows):
         self.event(mid, report.at, "submitted", MessageStatus.SUBMITTED, connection, detail)
         self.submitted.append((mid, scope, parts))
 
+    def finish(
+        self,
+        message_id: str,
+        state: str,
+        error_code: str | None,
+        at: float,
+        status: str,
+        error: str | None,
+    ) -> None:
+        """Write the fresh one-part message `message_id` with the final receipt (part
+        `state`, `error_code`, at `at`) and final `status` (`error`) it gets in this
+        transaction, instead of as submitted and then updating both rows. The caller
+        adds the events and the webhook, as for any final receipt."""
+        self.finished[message_id] = (state, error_code, at, status, error)
+
     def write(self, tx: Tx) -> None:
-        """Run the collected writes; StalePlan if a message was no longer open."""
+        """Run the collected writes; StalePlan if a message was no longer open, or if a
+        finished message may have a kept receipt, which has to be applied first."""
         if self.marks:
-            cursor = tx.conn.executemany(_MARK_SUBMITTED, self.marks)
-            if cursor.rowcount != len(self.marks):
+            marks, parts = self.marks, self.parts
+            if self.finished:
+                marks, parts = self._finish_rows(tx)
+            cursor = tx.conn.executemany(_MARK_SUBMITTED, marks)
+            if cursor.rowcount != len(marks):
                 raise StalePlan
-            tx.conn.executemany(_INSERT_PART, self.parts)
+            tx.conn.executemany(_INSERT_PART, parts)
             tx.conn.executemany(_INSERT_PART_KEY, self.keys)
         tx.events.extend(self.events)
+
+    def _finish_rows(self, tx: Tx) -> tuple[list[Any], list[Any]]:
+        """Write the finished messages and parts; the others' rows, to write as usual."""
+        if orphans_possible(tx):
+            raise StalePlan
+        finished = self.finished
+        marks, parts = [], []
+        finished_marks, finished_parts = [], []
+        for connection, at, command_status, trace, mid in self.marks:
+            outcome = finished.get(mid)
+            if outcome is None:
+                marks.append((connection, at, command_status, trace, mid))
+            else:
+                _, _, done_at, status, error = outcome
+                finished_marks.append(
+                    (status, connection, done_at, command_status, error, trace, mid)
+                )
+        for row in self.parts:
+            outcome = finished.get(row[0])
+            if outcome is None:
+                parts.append(row)
+            else:
+                state, error_code, done_at, _, _ = outcome
+                finished_parts.append((*row[:5], state, error_code, done_at))
+        cursor = tx.conn.executemany(_MARK_FINISHED, finished_marks)
+        if cursor.rowcount != len(finished_marks):
+            raise StalePlan
+        tx.conn.executemany(_INSERT_FINISHED_PART, finished_parts)
+        return marks, parts
 
 
 def plan_submits(conn: sqlite3.Connection, reports: Sequence[SubmitReport]) -> SubmittedRows:

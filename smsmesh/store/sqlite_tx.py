@@ -46,6 +46,18 @@ class Tx(TimelineRows):
         self.orphans_possible: bool | None = None
 
 
+ORPHANS_KEPT = "SELECT EXISTS (SELECT 1 FROM orphan_receipts)"
+
+
+def orphans_possible(tx: Tx) -> bool:
+    """Whether any receipt is kept for a submit still to come (asked once a transaction:
+    nearly always none, and then no submit has to look for one)."""
+    if tx.orphans_possible is None:
+        found = tx.conn.execute(ORPHANS_KEPT).fetchone()
+        tx.orphans_possible = bool(found[0])
+    return tx.orphans_possible
+
+
 INSERT_EVENT = (
     "INSERT INTO events (message_id, at, kind, status, connection, detail) VALUES (?,?,?,?,?,?)"
 )

@@ -338,6 +338,47 @@ async def test_receipts_are_redone_in_the_lock_when_their_read_went_stale(
     assert (await record(first, expiring)).events[-1].kind == "receipt"
 
 
+async def test_a_receipt_kept_meanwhile_is_applied_before_the_one_written_with_its_submit(
+    two_stores: tuple[SqliteStore, SqliteStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh message's final receipt is written together with its submit (one write
+    of each row) only while no receipt is kept for a later submit. A second store keeps
+    one right after the batch was planned (interleaving forced by wrapping `plan`): the
+    write notices, is rolled back and redone inside the lock, where the kept receipt
+    is applied first and the batch's own after it."""
+    first, second = two_stores
+    message_id = await accept_one(first)
+    assert await claim_ids(first) == [message_id]
+    correlator = first._engine._receipts
+    plan = correlator.plan
+    finishing: list[bool] = []
+
+    def plan_then_keep(
+        conn: sqlite3.Connection, receipts: Sequence[Receipt], fresh: Any = None
+    ) -> Any:
+        made = plan(conn, receipts, fresh)
+        finishing.append(fresh is not None and bool(fresh.finished))
+        if len(finishing) == 1:  # the second store's own thread does its write meanwhile
+            assert second._executor is not None
+            early = [receipt("77", ReceiptState.ENROUTE, at=T0 + 19)]
+            second._executor.submit(second._engine.record_receipts, early).result()
+        return made
+
+    monkeypatch.setattr(correlator, "plan", plan_then_keep)
+    [match] = await first.record_outcomes(
+        [submitted(message_id, "77")], [receipt("77", at=T0 + 21)]
+    )
+    assert finishing == [True, False]  # the redo plans the receipt after the submit
+    assert (match.message_id, match.message_status) == (message_id, MessageStatus.DELIVERED)
+    rec = await record(first, message_id)
+    receipts = [e.detail for e in rec.events if e.kind == "receipt"]
+    assert [(d["state"], d.get("arrived_before_submit", False)) for d in receipts] == [
+        ("enroute", True),
+        ("delivered", False),
+    ]
+    assert kinds(rec)[-1] == "delivered"
+
+
 async def test_submit_reports_are_redone_in_the_lock_when_their_read_went_stale(
     two_stores: tuple[SqliteStore, SqliteStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
