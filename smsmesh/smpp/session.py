@@ -189,6 +189,11 @@ def _sender_role(cid: int) -> Role | None:
     return None
 
 
+def _name(cid: int) -> str:
+    """A command's name as the errors say it (worked out only when there is one)."""
+    return CommandId(cid).name.lower()
+
+
 class Session:
     """One SMPP connection's protocol state, in either role. Not thread-safe."""
 
@@ -522,29 +527,31 @@ class Session:
 
     def _refusal(self, cid: int) -> tuple[int, str] | None:
         """Why a request from the peer is not acceptable now, or None if it is."""
-        name = CommandId(cid).name.lower()
         sender = _sender_role(cid)
         if sender is not None and sender is self.role:
-            return CommandStatus.ESME_RINVCMDID, f"a {sender.value.upper()} does not accept {name}"
+            return (
+                CommandStatus.ESME_RINVCMDID,
+                f"a {sender.value.upper()} does not accept {_name(cid)}",
+            )
         state = self.state
         if state is State.UNBIND_RECEIVED:
-            return CommandStatus.ESME_RINVBNDSTS, f"{name} after unbind"
+            return CommandStatus.ESME_RINVBNDSTS, f"{_name(cid)} after unbind"
         if cid in _BINDS:
             if state is State.OPEN:
                 return None
             if state is State.BINDING or state in BOUND_STATES:
                 return CommandStatus.ESME_RALYBND, "already bound"
-            return CommandStatus.ESME_RINVBNDSTS, f"{name} in state {state.name}"
+            return CommandStatus.ESME_RINVBNDSTS, f"{_name(cid)} in state {state.name}"
         if cid == _C.OUTBIND:
             if state is State.OPEN:
                 return None
             return CommandStatus.ESME_RINVBNDSTS, f"outbind in state {state.name}"
         bind_type = self.bind_type
         if bind_type is None or (state not in BOUND_STATES and state is not State.UNBINDING):
-            return CommandStatus.ESME_RINVBNDSTS, f"{name} before bind (state {state.name})"
+            return CommandStatus.ESME_RINVBNDSTS, f"{_name(cid)} before bind (state {state.name})"
         allowed = bind_type.can_receive if self.role is Role.ESME else bind_type.can_submit
         if not allowed:
-            return CommandStatus.ESME_RINVBNDSTS, f"{name} on a {bind_type.value} bind"
+            return CommandStatus.ESME_RINVBNDSTS, f"{_name(cid)} on a {bind_type.value} bind"
         return None
 
     def _on_unbind(self, pdu: Pdu, events: list[Event]) -> None:
