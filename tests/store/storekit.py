@@ -216,6 +216,15 @@ def kinds(rec: MessageRecord) -> list[str]:
     return [e.kind for e in rec.events]
 
 
+def receipt_states(rec: MessageRecord) -> list[tuple[str, bool]]:
+    """(state, arrived before its submit was recorded) of each receipt, in order."""
+    return [
+        (e.detail["state"], e.detail.get("arrived_before_submit", False))
+        for e in rec.events
+        if e.kind == "receipt"
+    ]
+
+
 async def all_webhooks(store: Store, now: float = T0 + 10_000) -> list[Any]:
     """Every webhook job due by `now` (leased for a long time so each comes once)."""
     return await store.claim_webhooks(1000, now, 3600)

@@ -24,6 +24,7 @@ from storekit import (
     kinds,
     new_message,
     receipt,
+    receipt_states,
     record,
     run_worker,
     submit_new,
@@ -371,11 +372,7 @@ async def test_a_receipt_kept_meanwhile_is_applied_before_the_one_written_with_i
     assert finishing == [True, False]  # the redo plans the receipt after the submit
     assert (match.message_id, match.message_status) == (message_id, MessageStatus.DELIVERED)
     rec = await record(first, message_id)
-    receipts = [e.detail for e in rec.events if e.kind == "receipt"]
-    assert [(d["state"], d.get("arrived_before_submit", False)) for d in receipts] == [
-        ("enroute", True),
-        ("delivered", False),
-    ]
+    assert receipt_states(rec) == [("enroute", True), ("delivered", False)]
     assert kinds(rec)[-1] == "delivered"
 
 
