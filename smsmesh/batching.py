@@ -9,6 +9,7 @@ which is what lets a durable gateway keep up without a timer-based linger.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import functools
 import logging
@@ -128,47 +129,26 @@ def _resolve(future: asyncio.Future[R], result: R | None, error: BaseException |
         future.set_result(result)  # type: ignore[arg-type]  # no error: a result
 
 
-class WriteBehind(Generic[T]):
-    """Fire-and-forget batching for facts that must reach the store eventually.
+class Flusher(abc.ABC):
+    """A task that writes what is queued, one batch after another, and keeps it queued
+    while the store fails, trying again after capped exponential pauses.
 
-    `put` never blocks the caller (a submit_sm_resp handler, say); a flusher writes
-    everything queued in one call and, if the store is unavailable, keeps the items and
-    retries with capped backoff instead of dropping them. `drain()` waits until all
-    queued items are written (used on graceful shutdown).
+    Subclasses queue items, call `_wake()`, and say what is left (`_has_work`) and how
+    to write the next batch (`_write_next`, which raises to have it tried again).
+    `drain()` waits until nothing is queued (graceful shutdown); `close()` writes what
+    is queued, then stops the task.
     """
 
-    def __init__(
-        self,
-        flush: Callable[[Sequence[T]], Awaitable[object]],
-        *,
-        max_batch: int = 1000,
-        name: str = "write-behind",
-        retry_initial: float = 0.05,
-        retry_max: float = 5.0,
-    ) -> None:
-        self._flush = flush
-        self._max_batch = max_batch
+    def __init__(self, name: str, retry_initial: float, retry_max: float) -> None:
         self._name = name
         self._retry_initial = retry_initial
         self._retry_max = retry_max
-        self._pending: list[T] = []
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.failures = 0
-
-    def put(self, item: T) -> None:
-        self._pending.append(item)
-        self._idle.clear()
-        self._wakeup.set()
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=self._name)
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
 
     async def drain(self) -> None:
         await self._idle.wait()
@@ -180,28 +160,86 @@ class WriteBehind(Generic[T]):
             await self._task
             self._task = None
 
+    def _wake(self) -> None:
+        self._idle.clear()
+        self._wakeup.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=self._name)
+
+    @abc.abstractmethod
+    def _has_work(self) -> bool:
+        """Whether anything is queued."""
+
+    @abc.abstractmethod
+    async def _write_next(self) -> None:
+        """Write the next batch; raise to have what is still queued tried again."""
+
+    @abc.abstractmethod
+    def _waiting(self) -> str:
+        """What is queued, for the log line of a failed write."""
+
     async def _run(self) -> None:
         delay = self._retry_initial
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._pending:
-                batch = self._pending[: self._max_batch]
+            while self._has_work():
                 try:
-                    await self._flush(batch)
+                    await self._write_next()
                 except Exception:
                     self.failures += 1
-                    logging.getLogger(__name__).exception(
-                        "%s: writing %d items failed; retrying in %.2f s",
+                    log.exception(
+                        "%s: writing failed (%s waiting); retrying in %.2f s",
                         self._name,
-                        len(batch),
+                        self._waiting(),
                         delay,
                     )
                     await asyncio.sleep(delay)
                     delay = min(self._retry_max, delay * 2)
                     continue
                 delay = self._retry_initial
-                del self._pending[: len(batch)]
             self._idle.set()
             if self._closing:
                 return
+
+
+class WriteBehind(Flusher, Generic[T]):
+    """Fire-and-forget batching for facts that must reach the store eventually.
+
+    `put` never blocks the caller (a submit_sm_resp handler, say); the flusher writes
+    everything queued in one call (up to `max_batch`) and, if the store is unavailable,
+    keeps the items and tries again instead of dropping them.
+    """
+
+    def __init__(
+        self,
+        flush: Callable[[Sequence[T]], Awaitable[object]],
+        *,
+        max_batch: int = 1000,
+        name: str = "write-behind",
+        retry_initial: float = 0.05,
+        retry_max: float = 5.0,
+    ) -> None:
+        super().__init__(name, retry_initial, retry_max)
+        self._flush = flush
+        self._max_batch = max_batch
+        self._pending: list[T] = []
+
+    def put(self, item: T) -> None:
+        self._pending.append(item)
+        self._wake()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _has_work(self) -> bool:
+        return bool(self._pending)
+
+    def _waiting(self) -> str:
+        return f"{len(self._pending)} items"
+
+    async def _write_next(self) -> None:
+        batch = self._pending[: self._max_batch]
+        await self._flush(batch)
+        del self._pending[: len(batch)]

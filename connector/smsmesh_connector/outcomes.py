@@ -16,11 +16,10 @@ first: a receipt finds the part its report writes in the same transaction.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from smsmesh.batching import Done, finish
+from smsmesh.batching import Done, Flusher, finish
 from smsmesh.model import Receipt, ReceiptMatch, SubmitReport
 from smsmesh.store import Store
 
@@ -43,7 +42,7 @@ RECEIPT_BACKLOG_BATCH = 128
 REPORT_BATCH = 1000
 
 
-class OutcomeWriter:
+class OutcomeWriter(Flusher):
     """One flusher for a connector's submit reports and receipts (see the module doc).
 
     `reports_written` is called with each batch of reports once it is in the store
@@ -59,19 +58,11 @@ class OutcomeWriter:
         retry_initial: float = 0.05,
         retry_max: float = 5.0,
     ) -> None:
+        super().__init__(f"{name}-outcomes", retry_initial, retry_max)
         self._store = store
         self._reports_written = reports_written
-        self._name = name
-        self._retry_initial = retry_initial
-        self._retry_max = retry_max
         self._reports: list[SubmitReport] = []
         self._receipts: list[tuple[Receipt, Done[ReceiptMatch]]] = []
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self.failures = 0
 
     @property
     def pending_reports(self) -> int:
@@ -86,68 +77,41 @@ class OutcomeWriter:
         """Queue a receipt; `done(match, None)` once stored, `done(None, error)` if not.
         RuntimeError once closing (the caller answers the SMSC "retry later")."""
         if self._closing:
-            raise RuntimeError(f"{self._name} outcomes are closing")
+            raise RuntimeError(f"{self._name} is closing")
         self._receipts.append((receipt, done))
         self._wake()
 
-    async def drain(self) -> None:
-        """Wait until everything queued so far, and since, is written."""
-        await self._idle.wait()
+    def _has_work(self) -> bool:
+        return bool(self._reports or self._receipts)
 
-    async def close(self) -> None:
-        """Write what is queued (retrying while the store fails), then stop."""
-        self._closing = True
-        self._wakeup.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+    def _waiting(self) -> str:
+        return f"{len(self._reports)} submit reports"
 
-    def _wake(self) -> None:
-        self._idle.clear()
-        self._wakeup.set()
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"{self._name}-outcomes")
-
-    async def _run(self) -> None:
-        delay = self._retry_initial
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._reports or self._receipts:
-                size = RECEIPT_BATCH
-                if len(self._receipts) > 2 * size:
-                    size = RECEIPT_BACKLOG_BATCH
-                receipts = self._receipts[:size]
-                del self._receipts[:size]
-                reports = self._reports[:REPORT_BATCH]
-                try:
-                    matches = await self._write(reports, [r for r, _ in receipts])
-                except Exception as exc:
-                    finish(self._name, receipts, [None] * len(receipts), exc)
-                    if not reports:
-                        continue
-                    self.failures += 1
-                    log.exception(
-                        "%s: writing %d submit reports failed; retrying in %.2f s",
-                        self._name,
-                        len(reports),
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(self._retry_max, delay * 2)
-                    continue
-                delay = self._retry_initial
-                if reports:
-                    del self._reports[: len(reports)]
-                    self._reports_written(reports)
-                if len(matches) != len(receipts):
-                    error = RuntimeError(f"{len(matches)} results for {len(receipts)} receipts")
-                    finish(self._name, receipts, [None] * len(receipts), error)
-                else:
-                    finish(self._name, receipts, matches, None)
-            self._idle.set()
-            if self._closing:
-                return
+    async def _write_next(self) -> None:
+        """One transaction: the next receipts, and the reports queued before them. If it
+        fails, the receipts are answered with the error (the SMSC sends them again) and
+        the reports stay queued, to be tried again: nobody would send them again."""
+        size = RECEIPT_BATCH
+        if len(self._receipts) > 2 * size:
+            size = RECEIPT_BACKLOG_BATCH
+        receipts = self._receipts[:size]
+        del self._receipts[:size]
+        reports = self._reports[:REPORT_BATCH]
+        try:
+            matches = await self._write(reports, [r for r, _ in receipts])
+        except Exception as exc:
+            finish(self._name, receipts, [None] * len(receipts), exc)
+            if reports:
+                raise
+            return
+        if reports:
+            del self._reports[: len(reports)]
+            self._reports_written(reports)
+        if len(matches) != len(receipts):
+            error = RuntimeError(f"{len(matches)} results for {len(receipts)} receipts")
+            finish(self._name, receipts, [None] * len(receipts), error)
+        else:
+            finish(self._name, receipts, matches, None)
 
     async def _write(
         self, reports: Sequence[SubmitReport], receipts: Sequence[Receipt]
