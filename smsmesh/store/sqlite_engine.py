@@ -43,7 +43,7 @@ from smsmesh.store.rules import (
     inbound_payload,
     public_status,
 )
-from smsmesh.store.sqlite_receipts import ReceiptCorrelator, ReceiptPlan, timeline
+from smsmesh.store.sqlite_receipts import ReceiptCorrelator, timeline
 from smsmesh.store.sqlite_schema import migrate
 from smsmesh.store.sqlite_submits import OPEN_STATES, SubmittedRows, plan_submits, report_detail
 from smsmesh.store.sqlite_tx import (
@@ -60,7 +60,6 @@ log = logging.getLogger(__name__)
 
 Synchronous = Literal["FULL", "NORMAL"]
 T = TypeVar("T")
-P = TypeVar("P")
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -194,26 +193,6 @@ class Engine:
             raise
         if tx.wake:
             self._sender.notify(tx.wake)
-
-    def _write_planned(
-        self,
-        plan: Callable[[sqlite3.Connection], P],
-        apply: Callable[[Tx, P], T],
-        *,
-        durable: bool,
-        redo: Callable[[Tx], T] | None = None,
-    ) -> T:
-        """A write worked out before the write lock is taken (a WAL read needs none), so
-        the lock is held only for the writes. `apply` raises StalePlan when what `plan`
-        read has changed meanwhile; then the whole batch is planned again and written
-        inside the lock, where nothing can change it (by `redo`, if given)."""
-        planned = plan(self.conn)
-        try:
-            with self._write(durable) as tx:
-                return apply(tx, planned)
-        except StalePlan:
-            with self._write(durable) as tx:
-                return redo(tx) if redo is not None else apply(tx, plan(tx.conn))
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -416,20 +395,21 @@ class Engine:
         repeats a submit. A receipt has been acknowledged to the SMSC: durable.
         """
         correlator = self._receipts
-
-        def plan(conn: sqlite3.Connection) -> tuple[SubmittedRows, ReceiptPlan]:
-            submits = plan_submits(conn, reports)
-            return submits, correlator.plan(conn, receipts, submits)
-
-        def apply(tx: Tx, planned: tuple[SubmittedRows, ReceiptPlan]) -> list[ReceiptMatch]:
-            self._apply_submits(tx, planned[0])
-            return correlator.apply(tx, planned[1])
-
-        def redo(tx: Tx) -> list[ReceiptMatch]:  # in the lock: receipts see the submits
-            self._apply_submits(tx, plan_submits(tx.conn, reports))
-            return correlator.apply(tx, correlator.plan(tx.conn, receipts))
-
-        return self._write_planned(plan, apply, durable=bool(receipts), redo=redo)
+        durable = bool(receipts)
+        # Worked out before the write lock is taken (a WAL read needs none), so the lock
+        # is held only for the writes, which raise StalePlan if what was read has changed.
+        submits = plan_submits(self.conn, reports)
+        planned = correlator.plan(self.conn, receipts, submits)
+        try:
+            with self._write(durable) as tx:
+                self._apply_submits(tx, submits)
+                return correlator.apply(tx, planned)
+        except StalePlan:
+            # Another writer got there first: plan again inside the lock, where nothing
+            # can change, the receipts once the submits are written (so they see them).
+            with self._write(durable) as tx:
+                self._apply_submits(tx, plan_submits(tx.conn, reports))
+                return correlator.apply(tx, correlator.plan(tx.conn, receipts))
 
     def record_submits(self, reports: Sequence[SubmitReport]) -> None:
         self.record_outcomes(reports, ())
