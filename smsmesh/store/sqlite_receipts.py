@@ -141,7 +141,7 @@ def _add_fresh(
         message = fresh.fresh.get(message_id)
         if message is None or (scope, key) not in wanted:
             continue
-        _, _, _, smsc_id, smsc_key, at = parts[message_id, part]
+        _, _, _, smsc_id, smsc_key, _, _, at = parts[message_id, part]
         callback_url, client_ref, destination, trace = message
         found.setdefault((scope, key), []).append(
             (key, message_id, part, smsc_key, None, at, State.SUBMITTED, trace, smsc_id,

@@ -28,24 +28,14 @@ SELECT id, state, callback_url, client_ref, destination, trace_context
 FROM messages WHERE id IN ({})
 """
 _IDS_PER_READ = 512
-_MARK_SUBMITTED = """
-UPDATE messages SET state = 'submitted', connection = ?, updated_at = ?, command_status = ?,
-                    error = NULL, trace_context = COALESCE(?, trace_context)
-WHERE id = ? AND state IN ('dispatching', 'queued')
-"""
-_INSERT_PART = """
-INSERT OR REPLACE INTO parts
-    (message_id, part, connection, smsc_id, smsc_key, state, error_code, updated_at)
-VALUES (?,?,?,?,?,NULL,NULL,?)
-"""
-# A one-part message whose final receipt came in the same batch (`finish`): submitted
-# and finished by one write of each row.
-_MARK_FINISHED = """
+# A message's submit, and a one-part message's final receipt with it when both come
+# in one batch (`finish`): then each row is written once, with its final state.
+_MARK = """
 UPDATE messages SET state = ?, connection = ?, updated_at = ?, command_status = ?,
                     error = ?, trace_context = COALESCE(?, trace_context)
 WHERE id = ? AND state IN ('dispatching', 'queued')
 """
-_INSERT_FINISHED_PART = """
+_INSERT_PART = """
 INSERT OR REPLACE INTO parts
     (message_id, part, connection, smsc_id, smsc_key, state, error_code, updated_at)
 VALUES (?,?,?,?,?,?,?,?)
@@ -71,8 +61,9 @@ class SubmittedRows(TimelineRows):
     """The writes that record messages as submitted, collected to run batched."""
 
     def __init__(self) -> None:
-        self.marks: list[tuple[str, float, int | None, str | None, str]] = []
-        self.parts: list[tuple[str, int, str, str, str, float]] = []
+        # _MARK's and _INSERT_PART's parameters.
+        self.marks: list[tuple[str, str, float, int | None, str | None, str | None, str]] = []
+        self.parts: list[tuple[str, int, str, str, str, str | None, str | None, float]] = []
         self.keys: list[tuple[str, str, str, int]] = []
         self.events = []
         # (message id, receipt scope, [(part, smsc id)]): where early receipts may wait.
@@ -87,12 +78,14 @@ class SubmittedRows(TimelineRows):
     def add(self, report: SubmitReport, detail: dict[str, Any]) -> None:
         mid, connection = report.message_id, report.connection
         trace = dumps(report.trace_context) if report.trace_context else None
-        self.marks.append((connection, report.at, report.command_status, trace, mid))
+        self.marks.append(
+            (State.SUBMITTED.value, connection, report.at, report.command_status, None, trace, mid)
+        )
         parts = list(enumerate(report.smsc_message_ids, start=1))
         scope = report.receipt_scope  # part_keys.connection: where receipts look
         for part, sid in parts:
             keys = id_candidates(sid)  # the canonical form first
-            self.parts.append((mid, part, connection, sid, keys[0], report.at))
+            self.parts.append((mid, part, connection, sid, keys[0], None, None, report.at))
             self.keys.extend((scope, key, mid, part) for key in keys)
         detail["smsc_ids"] = list(report.smsc_message_ids)
         self.event(mid, report.at, "submitted", MessageStatus.SUBMITTED, connection, detail)
@@ -119,41 +112,28 @@ class SubmittedRows(TimelineRows):
         if self.marks:
             marks, parts = self.marks, self.parts
             if self.finished:
-                marks, parts = self._finish_rows(tx)
-            cursor = tx.conn.executemany(_MARK_SUBMITTED, marks)
+                if orphans_possible(tx):
+                    raise StalePlan
+                marks, parts = self._finished_rows()
+            cursor = tx.conn.executemany(_MARK, marks)
             if cursor.rowcount != len(marks):
                 raise StalePlan
             tx.conn.executemany(_INSERT_PART, parts)
             tx.conn.executemany(_INSERT_PART_KEY, self.keys)
         tx.events.extend(self.events)
 
-    def _finish_rows(self, tx: Tx) -> tuple[list[Any], list[Any]]:
-        """Write the finished messages and parts; the others' rows, to write as usual."""
-        if orphans_possible(tx):
-            raise StalePlan
+    def _finished_rows(self) -> tuple[list[Any], list[Any]]:
+        """The rows, with the final state of each finished message and its part."""
         finished = self.finished
-        marks, parts = [], []
-        finished_marks, finished_parts = [], []
-        for connection, at, command_status, trace, mid in self.marks:
-            outcome = finished.get(mid)
-            if outcome is None:
-                marks.append((connection, at, command_status, trace, mid))
-            else:
-                _, _, done_at, status, error = outcome
-                finished_marks.append(
-                    (status, connection, done_at, command_status, error, trace, mid)
-                )
-        for row in self.parts:
-            outcome = finished.get(row[0])
-            if outcome is None:
-                parts.append(row)
-            else:
-                state, error_code, done_at, _, _ = outcome
-                finished_parts.append((*row[:5], state, error_code, done_at))
-        cursor = tx.conn.executemany(_MARK_FINISHED, finished_marks)
-        if cursor.rowcount != len(finished_marks):
-            raise StalePlan
-        tx.conn.executemany(_INSERT_FINISHED_PART, finished_parts)
+        marks = [
+            row if (done := finished.get(row[6])) is None
+            else (done[3], row[1], done[2], row[3], done[4], row[5], row[6])
+            for row in self.marks
+        ]  # fmt: skip
+        parts = [
+            row if (done := finished.get(row[0])) is None else (*row[:5], *done[:3])
+            for row in self.parts
+        ]
         return marks, parts
 
 
@@ -176,7 +156,7 @@ def plan_submits(conn: sqlite3.Connection, reports: Sequence[SubmitReport]) -> S
             and row[1] in OPEN_STATES
         ):
             plan.add(report, report_detail(report))
-            trace = plan.marks[-1][3] or row[5]  # the report's, else the message's
+            trace = plan.marks[-1][5] or row[5]  # the report's, else the message's
             plan.fresh[report.message_id] = (row[2], row[3], row[4], trace)
         else:
             plan.later.append(report)
