@@ -309,16 +309,10 @@ class ReceiptCorrelator:
         received = candidates[0]
         if not received:
             return ReceiptMatch(receipt, None, None, None)  # no id: nothing could ever match
-        rows = tx.conn.execute(
-            f"""SELECT DISTINCT k.message_id, k.part, p.smsc_key, p.state, p.updated_at, m.state,
-                       m.trace_context, p.smsc_id, m.callback_url, m.client_ref, m.destination,
-                       (SELECT count(*) FROM parts q WHERE q.message_id = k.message_id)
-                FROM part_keys k
-                JOIN parts p ON p.message_id = k.message_id AND p.part = k.part
-                JOIN messages m ON m.id = k.message_id
-                WHERE k.connection = ? AND k.key IN ({qmarks(len(candidates))})""",
-            (receipt.receipt_scope, *candidates),
-        ).fetchall()
+        found = self._lookup(tx.conn, [receipt.receipt_scope], [candidates])
+        # One row per part, whichever of its keys led to it, without the key.
+        by_part = {(row[1], row[2]): row[1:] for rows in found.values() for row in rows}
+        rows = list(by_part.values())
         if not rows:
             self._keep_orphan(tx, receipt, candidates)
             return ReceiptMatch(receipt, None, None, None)
