@@ -88,35 +88,32 @@ class Batcher(Generic[T, R]):
         try:
             results = await self._flush([item for item, _ in batch])
         except Exception as exc:  # the whole batch failed: every caller learns why
-            self._finish(batch, [None] * len(batch), exc)
+            fail(self._name, batch, exc)
             return
-        if len(results) != len(batch):
-            error = RuntimeError(f"{self._name}: {len(results)} results for {len(batch)} items")
-            self._finish(batch, [None] * len(batch), error)
-            return
-        self._finish(batch, results, None)
-
-    def _finish(
-        self,
-        batch: list[tuple[T, Done[R]]],
-        results: Sequence[R | None],
-        error: BaseException | None,
-    ) -> None:
-        finish(self._name, batch, results, error)
+        finish(self._name, batch, results)
 
 
-def finish(
-    name: str,
-    batch: Sequence[tuple[object, Done[R]]],
-    results: Sequence[R | None],
-    error: BaseException | None,
-) -> None:
-    """Call each item's completion with its result (or everyone's with `error`)."""
+def finish(name: str, batch: Sequence[tuple[object, Done[R]]], results: Sequence[R]) -> None:
+    """Give each item's completion its result, in order; if the flush returned a result
+    count that does not match, that is an error for all of them, not a silent shift."""
+    if len(results) != len(batch):
+        fail(name, batch, RuntimeError(f"{name}: {len(results)} results for {len(batch)} items"))
+        return
     for (_, done), result in zip(batch, results, strict=True):
-        try:
-            done(result, error)
-        except Exception:  # one caller's bug must not cost the others their answer
-            log.exception("%s: a completion callback failed", name)
+        _complete(name, done, result, None)
+
+
+def fail(name: str, batch: Sequence[tuple[object, Done[R]]], error: BaseException) -> None:
+    """Tell each item's completion why its batch failed."""
+    for _, done in batch:
+        _complete(name, done, None, error)
+
+
+def _complete(name: str, done: Done[R], result: R | None, error: BaseException | None) -> None:
+    try:
+        done(result, error)
+    except Exception:  # one caller's bug must not cost the others their answer
+        log.exception("%s: a completion callback failed", name)
 
 
 def _resolve(future: asyncio.Future[R], result: R | None, error: BaseException | None) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from smsmesh.batching import Done, Flusher, finish
+from smsmesh.batching import Done, Flusher, fail, finish
 from smsmesh.model import Receipt, ReceiptMatch, SubmitReport
 from smsmesh.store import Store
 
@@ -100,18 +100,14 @@ class OutcomeWriter(Flusher):
         try:
             matches = await self._write(reports, [r for r, _ in receipts])
         except Exception as exc:
-            finish(self._name, receipts, [None] * len(receipts), exc)
+            fail(self._name, receipts, exc)
             if reports:
                 raise
             return
         if reports:
             del self._reports[: len(reports)]
             self._reports_written(reports)
-        if len(matches) != len(receipts):
-            error = RuntimeError(f"{len(matches)} results for {len(receipts)} receipts")
-            finish(self._name, receipts, [None] * len(receipts), error)
-        else:
-            finish(self._name, receipts, matches, None)
+        finish(self._name, receipts, matches)
 
     async def _write(
         self, reports: Sequence[SubmitReport], receipts: Sequence[Receipt]
